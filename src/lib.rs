@@ -1,7 +1,12 @@
 //! Caffe 1.0's loss layers, forward and backward, on the CPU and on NVIDIA GPUs.
 
+pub mod binaryproto;
+pub mod blob;
 pub mod element;
 pub mod error;
+pub mod layers;
+pub mod net;
+pub mod prototxt;
 
 /// Types generated from `proto/caffe.proto` (package `caffe`).
 pub mod caffe {

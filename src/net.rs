@@ -1,0 +1,401 @@
+//! A net of supported layers, run forward then backward as Caffe's `Net`
+//! runs under `force_backward`.
+
+use std::collections::HashMap;
+
+use num_traits::Float;
+
+use crate::blob::{shape_string, Blob};
+use crate::caffe::NetParameter;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::layers::{create_layer, nearest_type, BuildContext, Layer, LayerInfo};
+
+/// Layer types whose top may share its bottom's name (run in place).
+const IN_PLACE_TYPES: &[&str] = &["Sigmoid", "Softmax"];
+
+/// One layer of a [`Net`] with its wiring.
+struct NetLayer<T: Element> {
+    layer: Box<dyn Layer<T>>,
+    /// Blob ids of the bottoms.
+    bottoms: Vec<usize>,
+    /// Blob ids of the tops.
+    tops: Vec<usize>,
+    /// Loss weight of each top.
+    loss_weights: Vec<f64>,
+    /// Whether each bottom receives a gradient.
+    propagate_down: Vec<bool>,
+    /// Gradient buffers handed to the layer's backward, one per bottom.
+    scratch: Vec<Vec<T>>,
+}
+
+/// A loss value of one top after [`Net::forward`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossOutput {
+    /// Top blob name.
+    pub name: String,
+    /// Unweighted value (sum of the top's elements).
+    pub value: f64,
+    /// Loss weight of the top.
+    pub weight: f64,
+}
+
+/// Layers wired by blob name, with the blobs they read and write.
+///
+/// Every top gets its own blob, even one written in place, so the blob a
+/// layer read in the forward pass is still there for its backward pass. A
+/// blob read by several layers receives the sum of their gradients.
+pub struct Net<T: Element> {
+    file: String,
+    layers: Vec<NetLayer<T>>,
+    blobs: Vec<Blob<T>>,
+    blob_names: Vec<String>,
+    /// Blob ids written by Input layers, with the shape fed from outside.
+    input_overrides: HashMap<usize, Vec<usize>>,
+    /// Whether a blob receives any gradient.
+    needs_gradient: Vec<bool>,
+}
+
+/// Resolves the loss weight of every top as Caffe does: when given, exactly one
+/// per top; when absent, 1 for the first top of a loss layer and 0 elsewhere.
+pub fn loss_weights(info: &LayerInfo, given: &[f32], is_loss: bool) -> Result<Vec<f64>> {
+    let tops = info.tops.len();
+    if given.is_empty() {
+        return Ok((0..tops)
+            .map(|i| if is_loss && i == 0 { 1.0 } else { 0.0 })
+            .collect());
+    }
+    if given.len() != tops {
+        return Err(info.config_error(format!(
+            "loss_weight must be unset or given once per top: expected {tops}, got {}",
+            given.len()
+        )));
+    }
+    Ok(given.iter().map(|&w| f64::from(w)).collect())
+}
+
+impl<T: Element> Net<T> {
+    /// Builds a net from an upgraded, phase-filtered `param`. `file` names the
+    /// model in errors. Every layer must be of a supported type.
+    pub fn new(param: &NetParameter, file: &str, context: &BuildContext) -> Result<Self> {
+        let mut net = Net {
+            file: file.to_string(),
+            layers: Vec::new(),
+            blobs: Vec::new(),
+            blob_names: Vec::new(),
+            input_overrides: HashMap::new(),
+            needs_gradient: Vec::new(),
+        };
+        let force_backward = param.force_backward();
+        let mut current: HashMap<String, usize> = HashMap::new();
+        for layer_param in &param.layer {
+            let info = LayerInfo::from_param(layer_param);
+            let Some(layer) = create_layer::<T>(layer_param, context)? else {
+                return Err(net.unsupported(&info));
+            };
+            let mut bottoms = Vec::with_capacity(info.bottoms.len());
+            for name in &info.bottoms {
+                let id = current.get(name).copied().ok_or_else(|| {
+                    Error::model(
+                        file,
+                        format!(
+                            "layer '{}' ({}): bottom '{name}' is not produced by any earlier layer",
+                            info.name, info.layer_type
+                        ),
+                    )
+                })?;
+                bottoms.push(id);
+            }
+            let mut tops = Vec::with_capacity(info.tops.len());
+            for name in &info.tops {
+                let in_place = info.bottoms.contains(name);
+                if in_place && !IN_PLACE_TYPES.contains(&info.layer_type.as_str()) {
+                    return Err(Error::model(
+                        file,
+                        format!(
+                            "layer '{}' ({}): top '{name}' is also a bottom, but this layer type \
+                             cannot run in place; give the top a new name",
+                            info.name, info.layer_type
+                        ),
+                    ));
+                }
+                if !in_place && current.contains_key(name) {
+                    return Err(Error::model(
+                        file,
+                        format!(
+                            "layer '{}' ({}): top '{name}' is already produced by an earlier \
+                             layer; top names must be unique unless written in place",
+                            info.name, info.layer_type
+                        ),
+                    ));
+                }
+                if tops.iter().any(|&t| net.blob_names[t] == *name) {
+                    return Err(Error::model(
+                        file,
+                        format!(
+                            "layer '{}' ({}): top '{name}' is listed twice",
+                            info.name, info.layer_type
+                        ),
+                    ));
+                }
+                let id = net.blobs.len();
+                net.blobs.push(Blob::default());
+                net.blob_names.push(name.clone());
+                net.needs_gradient.push(false);
+                current.insert(name.clone(), id);
+                tops.push(id);
+            }
+            let given_propagate = &layer_param.propagate_down;
+            if !given_propagate.is_empty() && given_propagate.len() != bottoms.len() {
+                return Err(info.config_error(format!(
+                    "propagate_down must be unset or given once per bottom: expected {}, got {}",
+                    bottoms.len(),
+                    given_propagate.len()
+                )));
+            }
+            let propagate_down: Vec<bool> = (0..bottoms.len())
+                .map(|i| {
+                    let requested = force_backward || given_propagate.get(i).copied().unwrap_or(true);
+                    requested && layer.allows_backward(i)
+                })
+                .collect();
+            for (&id, &propagate) in bottoms.iter().zip(&propagate_down) {
+                if propagate {
+                    net.needs_gradient[id] = true;
+                }
+            }
+            let loss_weights = loss_weights(&info, &layer_param.loss_weight, layer.is_loss())?;
+            net.layers.push(NetLayer {
+                scratch: vec![Vec::new(); bottoms.len()],
+                layer,
+                bottoms,
+                tops,
+                loss_weights,
+                propagate_down,
+            });
+        }
+        net.reshape()?;
+        Ok(net)
+    }
+
+    fn unsupported(&self, info: &LayerInfo) -> Error {
+        let hint = if crate::layers::KNOWN_UNSUPPORTED_TYPES.contains(&info.layer_type.as_str()) {
+            " (a Caffe layer type this crate does not implement)".to_string()
+        } else {
+            match nearest_type(&info.layer_type) {
+                Some(near) => format!(" (unknown layer type; did you mean '{near}'?)"),
+                None => " (unknown layer type)".to_string(),
+            }
+        };
+        Error::model(
+            &self.file,
+            format!(
+                "layer '{}' has type '{}', which is not supported{hint}; supported types: {}",
+                info.name,
+                info.layer_type,
+                crate::layers::SUPPORTED_TYPES.join(", ")
+            ),
+        )
+    }
+
+    /// Names of the blobs written by Input layers, in order.
+    pub fn input_names(&self) -> Vec<String> {
+        self.input_ids().map(|id| self.blob_names[id].clone()).collect()
+    }
+
+    fn input_ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.layers
+            .iter()
+            .filter(|l| l.layer.info().layer_type == "Input")
+            .flat_map(|l| l.tops.iter().copied())
+    }
+
+    /// Feeds an Input blob: the data's shape replaces the declared one and the
+    /// net is reshaped.
+    pub fn set_input(&mut self, name: &str, shape: &[usize], data: Vec<T>) -> Result<()> {
+        let id = self
+            .input_ids()
+            .find(|&id| self.blob_names[id] == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "'{name}' is not an input blob of {}; its inputs are: {}",
+                    self.file,
+                    self.input_names().join(", ")
+                ))
+            })?;
+        let count: usize = shape.iter().product();
+        if count != data.len() {
+            return Err(Error::Usage(format!(
+                "input '{name}': shape {} needs {count} values, got {}",
+                shape_string(shape),
+                data.len()
+            )));
+        }
+        self.blobs[id] = Blob::from_data(shape, data)?;
+        self.input_overrides.insert(id, shape.to_vec());
+        self.reshape()
+    }
+
+    /// Recomputes every blob's shape from the inputs through each layer.
+    pub fn reshape(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            let bottom_shapes: Vec<&[usize]> =
+                layer.bottoms.iter().map(|&b| self.blobs[b].shape()).collect();
+            let top_shapes = layer.layer.reshape(&bottom_shapes)?;
+            for (&top, shape) in layer.tops.iter().zip(&top_shapes) {
+                let shape = self.input_overrides.get(&top).unwrap_or(shape);
+                if self.blobs[top].shape() != shape.as_slice() || self.blobs[top].count() == 0 {
+                    self.blobs[top].reshape(shape)?;
+                }
+            }
+            for (slot, &b) in layer.scratch.iter_mut().zip(&layer.bottoms) {
+                slot.resize(self.blobs[b].count(), T::default());
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Identity of layer `index`.
+    pub fn layer_info(&self, index: usize) -> Option<&LayerInfo> {
+        self.layers.get(index).map(|l| l.layer.info())
+    }
+
+    /// Runs the forward pass of layer `index` alone.
+    pub fn forward_layer(&mut self, index: usize) -> Result<()> {
+        let Some(layer) = self.layers.get_mut(index) else {
+            return Ok(());
+        };
+        let mut tops: Vec<Blob<T>> = layer
+            .tops
+            .iter()
+            .map(|&t| std::mem::take(&mut self.blobs[t]))
+            .collect();
+        let bottoms: Vec<&Blob<T>> = layer.bottoms.iter().map(|&b| &self.blobs[b]).collect();
+        let result = layer.layer.forward(&bottoms, &mut tops);
+        for (&t, blob) in layer.tops.iter().zip(tops) {
+            self.blobs[t] = blob;
+        }
+        result
+    }
+
+    /// Runs every layer forward and returns the total weighted loss
+    /// (Σ weight × Σ top elements over the tops with a non-zero weight).
+    pub fn forward(&mut self) -> Result<f64> {
+        for index in 0..self.layers.len() {
+            self.forward_layer(index)?;
+        }
+        Ok(self.losses().iter().map(|l| l.weight * l.value).sum())
+    }
+
+    /// Loss tops (non-zero weight) with their values after the last forward.
+    pub fn losses(&self) -> Vec<LossOutput> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            for (&t, &weight) in layer.tops.iter().zip(&layer.loss_weights) {
+                if weight != 0.0 {
+                    let value = self.blobs[t].data().iter().map(|v| v.to_f64()).sum();
+                    out.push(LossOutput {
+                        name: self.blob_names[t].clone(),
+                        value,
+                        weight,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Clears every gradient and seeds each loss top's diff with its weight.
+    pub fn prepare_backward(&mut self) {
+        for blob in &mut self.blobs {
+            blob.diff_mut().iter_mut().for_each(|d| *d = T::default());
+        }
+        for layer in &self.layers {
+            for (&t, &weight) in layer.tops.iter().zip(&layer.loss_weights) {
+                if weight != 0.0 {
+                    let w = T::from_f64(weight);
+                    self.blobs[t].diff_mut().iter_mut().for_each(|d| *d = w);
+                }
+            }
+        }
+    }
+
+    /// Runs the backward pass of layer `index` alone, adding its bottom
+    /// gradients to the bottoms' diffs.
+    pub fn backward_layer(&mut self, index: usize) -> Result<()> {
+        let Some(layer) = self.layers.get_mut(index) else {
+            return Ok(());
+        };
+        if !layer.propagate_down.iter().any(|&p| p) {
+            return Ok(());
+        }
+        let tops: Vec<&Blob<T>> = layer.tops.iter().map(|&t| &self.blobs[t]).collect();
+        let bottoms: Vec<&Blob<T>> = layer.bottoms.iter().map(|&b| &self.blobs[b]).collect();
+        layer
+            .layer
+            .backward(&tops, &layer.propagate_down, &bottoms, &mut layer.scratch)?;
+        for ((&b, &propagate), grad) in layer
+            .bottoms
+            .iter()
+            .zip(&layer.propagate_down)
+            .zip(&layer.scratch)
+        {
+            if propagate {
+                for (d, g) in self.blobs[b].diff_mut().iter_mut().zip(grad) {
+                    *d = T::from_acc(d.to_acc() + g.to_acc());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every layer backward, last first.
+    pub fn backward(&mut self) -> Result<()> {
+        self.prepare_backward();
+        for index in (0..self.layers.len()).rev() {
+            self.backward_layer(index)?;
+        }
+        Ok(())
+    }
+
+    /// Latest blob written under `name`.
+    pub fn blob(&self, name: &str) -> Option<&Blob<T>> {
+        self.blob_names
+            .iter()
+            .rposition(|n| n == name)
+            .map(|id| &self.blobs[id])
+    }
+
+    /// Every top of every non-Input layer, as (name, blob), in layer order.
+    pub fn outputs(&self) -> Vec<(&str, &Blob<T>)> {
+        self.layers
+            .iter()
+            .filter(|l| l.layer.info().layer_type != "Input")
+            .flat_map(|l| l.tops.iter())
+            .map(|&t| (self.blob_names[t].as_str(), &self.blobs[t]))
+            .collect()
+    }
+
+    /// Input blobs that receive a gradient, as (name, blob).
+    pub fn input_gradients(&self) -> Vec<(&str, &Blob<T>)> {
+        self.input_ids()
+            .filter(|&id| self.needs_gradient[id])
+            .map(|id| (self.blob_names[id].as_str(), &self.blobs[id]))
+            .collect()
+    }
+
+    /// Whether every value of every blob is finite; otherwise the name of the
+    /// first blob holding a NaN or infinity.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        self.blobs
+            .iter()
+            .zip(&self.blob_names)
+            .find(|(b, _)| b.data().iter().any(|v| !v.to_acc().is_finite()))
+            .map(|(_, n)| n.as_str())
+    }
+}
