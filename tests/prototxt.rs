@@ -667,6 +667,48 @@ fn v0_infogain_source_and_lrn_params_upgrade() {
 }
 
 #[test]
+fn v0_image_data_params_upgrade() {
+    let text = r#"
+        layers {
+          layer {
+            name: "img" type: "images" source: "list.txt" batchsize: 4
+            new_height: 32 new_width: 48 shuffle_images: true rand_skip: 3
+            mirror: true meanfile: "mean.binaryproto"
+            num_output: 5
+          }
+          top: "data" top: "label"
+        }
+    "#;
+    let net = upgrade_net(parse_net_text(text, "v0").unwrap(), "v0").unwrap();
+    let layer = &net.layer[0];
+    assert_eq!(layer.r#type(), "ImageData");
+
+    let image_data = layer.image_data_param.as_ref().unwrap();
+    assert_eq!(image_data.source(), "list.txt");
+    assert_eq!(image_data.batch_size, Some(4));
+    assert_eq!(image_data.new_height, Some(32));
+    assert_eq!(image_data.new_width, Some(48));
+    assert_eq!(image_data.shuffle, Some(true));
+    assert_eq!(image_data.rand_skip, Some(3));
+
+    let transform = layer.transform_param.as_ref().unwrap();
+    assert_eq!(transform.mirror, Some(true));
+    assert_eq!(transform.mean_file(), "mean.binaryproto");
+
+    // num_output does not apply to an image data layer, so it is dropped.
+    assert!(layer.inner_product_param.is_none());
+    assert!(layer.convolution_param.is_none());
+}
+
+#[test]
+fn v0_negative_new_height_is_rejected() {
+    let text = "layers { layer { name: \"img\" type: \"images\" new_height: -1 } }\n";
+    let net = parse_net_text(text, "v0").unwrap();
+    let message = expect_model_error(upgrade_net(net, "v0"));
+    assert!(message.contains("new_height -1"), "{message}");
+}
+
+#[test]
 fn v0_padding_layer_folds_into_conv() {
     let text = r#"
         input: "data"

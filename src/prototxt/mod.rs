@@ -99,7 +99,7 @@ fn message_descriptor(file: &str, message_name: &str) -> Result<MessageDescripto
     })
 }
 
-/// Returns the descriptor pool of caffe.proto, decoded once per process.
+/// Decodes the descriptor pool of caffe.proto on first use and returns it.
 ///
 /// The descriptor set is produced by build.rs, so a decoding failure is a
 /// build defect. It is still returned as an error rather than a panic.

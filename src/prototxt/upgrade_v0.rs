@@ -246,113 +246,117 @@ fn upgrade_v0_layer(
     layer.blobs_lr = v0.blobs_lr.clone();
     layer.weight_decay = v0.weight_decay.clone();
 
-    let ignored = |field: &str| {
+    let warn_ignored = |field: &str| {
         log::warn!(
             "{file}: V0 layer {index} '{name}': the parameter {field} does not apply to \
              type '{layer_type}' and is ignored"
         );
     };
-    let is = |expected: &str| layer_type == expected;
+    let is_type = |expected: &str| layer_type == expected;
 
     if let Some(num_output) = v0.num_output {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).num_output = Some(num_output),
             "innerproduct" => inner_product(&mut layer).num_output = Some(num_output),
-            _ => ignored("num_output"),
+            _ => warn_ignored("num_output"),
         }
     }
     if let Some(bias_term) = v0.biasterm {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).bias_term = Some(bias_term),
             "innerproduct" => inner_product(&mut layer).bias_term = Some(bias_term),
-            _ => ignored("biasterm"),
+            _ => warn_ignored("biasterm"),
         }
     }
     if let Some(filler) = &v0.weight_filler {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).weight_filler = Some(filler.clone()),
             "innerproduct" => inner_product(&mut layer).weight_filler = Some(filler.clone()),
-            _ => ignored("weight_filler"),
+            _ => warn_ignored("weight_filler"),
         }
     }
     if let Some(filler) = &v0.bias_filler {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).bias_filler = Some(filler.clone()),
             "innerproduct" => inner_product(&mut layer).bias_filler = Some(filler.clone()),
-            _ => ignored("bias_filler"),
+            _ => warn_ignored("bias_filler"),
         }
     }
     if let Some(pad) = v0.pad {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).pad.push(pad),
             "pool" => pooling(&mut layer).pad = Some(pad),
-            _ => ignored("pad"),
+            _ => warn_ignored("pad"),
         }
     }
     if let Some(kernel_size) = v0.kernelsize {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).kernel_size.push(kernel_size),
             "pool" => pooling(&mut layer).kernel_size = Some(kernel_size),
-            _ => ignored("kernelsize"),
+            _ => warn_ignored("kernelsize"),
         }
     }
     if let Some(group) = v0.group {
-        if is("conv") {
+        if is_type("conv") {
             conv(&mut layer).group = Some(group);
         } else {
-            ignored("group");
+            warn_ignored("group");
         }
     }
     if let Some(stride) = v0.stride {
         match layer_type.as_str() {
             "conv" => conv(&mut layer).stride.push(stride),
             "pool" => pooling(&mut layer).stride = Some(stride),
-            _ => ignored("stride"),
+            _ => warn_ignored("stride"),
         }
     }
     if let Some(pool) = v0.pool {
-        if is("pool") {
-            upgrade_pool_method(&mut layer, pool, &ignored);
+        if is_type("pool") {
+            upgrade_pool_method(&mut layer, pool, &warn_ignored);
         } else {
-            ignored("pool");
+            warn_ignored("pool");
         }
     }
     if let Some(ratio) = v0.dropout_ratio {
-        if is("dropout") {
+        if is_type("dropout") {
             layer
                 .dropout_param
                 .get_or_insert_with(Default::default)
                 .dropout_ratio = Some(ratio);
         } else {
-            ignored("dropout_ratio");
+            warn_ignored("dropout_ratio");
         }
     }
-    upgrade_lrn_fields(&mut layer, &v0, &layer_type, &ignored);
-    upgrade_data_fields(&mut layer, &v0, &layer_type, &ignored);
-    upgrade_image_size_fields(&mut layer, &v0, &layer_type, index, file, &ignored)?;
+    upgrade_lrn_fields(&mut layer, &v0, &layer_type, &warn_ignored);
+    upgrade_data_fields(&mut layer, &v0, &layer_type, &warn_ignored);
+    upgrade_image_size_fields(&mut layer, &v0, &layer_type, index, file, &warn_ignored)?;
     if let Some(concat_dim) = v0.concat_dim {
-        if is("concat") {
+        if is_type("concat") {
             layer
                 .concat_param
                 .get_or_insert_with(Default::default)
                 .concat_dim = Some(concat_dim);
         } else {
-            ignored("concat_dim");
+            warn_ignored("concat_dim");
         }
     }
-    upgrade_window_data_fields(&mut layer, &v0, &layer_type, &ignored);
+    upgrade_window_data_fields(&mut layer, &v0, &layer_type, &warn_ignored);
     if let Some(hdf5_output) = v0.hdf5_output_param {
-        if is("hdf5_output") {
+        if is_type("hdf5_output") {
             layer.hdf5_output_param = Some(hdf5_output);
         } else {
-            ignored("hdf5_output_param");
+            warn_ignored("hdf5_output_param");
         }
     }
     Ok(layer)
 }
 
 /// Sets the pooling method from the V0 enum value `pool`.
-fn upgrade_pool_method(layer: &mut caffe::V1LayerParameter, pool: i32, ignored: &dyn Fn(&str)) {
+fn upgrade_pool_method(
+    layer: &mut caffe::V1LayerParameter,
+    pool: i32,
+    warn_ignored: &dyn Fn(&str),
+) {
     use caffe::pooling_parameter::PoolMethod;
     use caffe::v0_layer_parameter::PoolMethod as V0PoolMethod;
     let method = match V0PoolMethod::try_from(pool) {
@@ -360,7 +364,7 @@ fn upgrade_pool_method(layer: &mut caffe::V1LayerParameter, pool: i32, ignored: 
         Ok(V0PoolMethod::Ave) => PoolMethod::Ave,
         Ok(V0PoolMethod::Stochastic) => PoolMethod::Stochastic,
         Err(_) => {
-            ignored(&format!("pool (unknown method {pool})"));
+            warn_ignored(&format!("pool (unknown method {pool})"));
             return;
         }
     };
@@ -372,35 +376,35 @@ fn upgrade_lrn_fields(
     layer: &mut caffe::V1LayerParameter,
     v0: &caffe::V0LayerParameter,
     layer_type: &str,
-    ignored: &dyn Fn(&str),
+    warn_ignored: &dyn Fn(&str),
 ) {
     let is_lrn = layer_type == "lrn";
     if let Some(local_size) = v0.local_size {
         if is_lrn {
             lrn(layer).local_size = Some(local_size);
         } else {
-            ignored("local_size");
+            warn_ignored("local_size");
         }
     }
     if let Some(alpha) = v0.alpha {
         if is_lrn {
             lrn(layer).alpha = Some(alpha);
         } else {
-            ignored("alpha");
+            warn_ignored("alpha");
         }
     }
     if let Some(beta) = v0.beta {
         if is_lrn {
             lrn(layer).beta = Some(beta);
         } else {
-            ignored("beta");
+            warn_ignored("beta");
         }
     }
     if let Some(k) = v0.k {
         if is_lrn {
             lrn(layer).k = Some(k);
         } else {
-            ignored("k");
+            warn_ignored("k");
         }
     }
 }
@@ -411,7 +415,7 @@ fn upgrade_data_fields(
     layer: &mut caffe::V1LayerParameter,
     v0: &caffe::V0LayerParameter,
     layer_type: &str,
-    ignored: &dyn Fn(&str),
+    warn_ignored: &dyn Fn(&str),
 ) {
     if let Some(source) = &v0.source {
         let source = Some(source.clone());
@@ -426,7 +430,7 @@ fn upgrade_data_fields(
                     .get_or_insert_with(Default::default)
                     .source = source
             }
-            _ => ignored("source"),
+            _ => warn_ignored("source"),
         }
     }
 
@@ -450,21 +454,21 @@ fn upgrade_data_fields(
             "hdf5_data" => hdf5_data(layer).batch_size = Some(batch_size),
             "images" => image_data(layer).batch_size = Some(batch_size),
             "window_data" => window_data(layer).batch_size = Some(batch_size),
-            _ => ignored("batchsize"),
+            _ => warn_ignored("batchsize"),
         }
     }
     if let Some(rand_skip) = v0.rand_skip {
         match layer_type {
             "data" => data(layer).rand_skip = Some(rand_skip),
             "images" => image_data(layer).rand_skip = Some(rand_skip),
-            _ => ignored("rand_skip"),
+            _ => warn_ignored("rand_skip"),
         }
     }
     if let Some(shuffle) = v0.shuffle_images {
         if layer_type == "images" {
             image_data(layer).shuffle = Some(shuffle);
         } else {
-            ignored("shuffle_images");
+            warn_ignored("shuffle_images");
         }
     }
 }
@@ -479,7 +483,7 @@ fn upgrade_image_size_fields(
     layer_type: &str,
     index: usize,
     file: &str,
-    ignored: &dyn Fn(&str),
+    warn_ignored: &dyn Fn(&str),
 ) -> Result<()> {
     let name = v0.name();
     for (field, value) in [("new_height", v0.new_height), ("new_width", v0.new_width)] {
@@ -487,7 +491,7 @@ fn upgrade_image_size_fields(
             continue;
         };
         if layer_type != "images" {
-            ignored(field);
+            warn_ignored(field);
             continue;
         }
         let value = u32::try_from(value).map_err(|_| {
@@ -514,42 +518,42 @@ fn upgrade_window_data_fields(
     layer: &mut caffe::V1LayerParameter,
     v0: &caffe::V0LayerParameter,
     layer_type: &str,
-    ignored: &dyn Fn(&str),
+    warn_ignored: &dyn Fn(&str),
 ) {
     let is_window_data = layer_type == "window_data";
     if let Some(threshold) = v0.det_fg_threshold {
         if is_window_data {
             window_data(layer).fg_threshold = Some(threshold);
         } else {
-            ignored("det_fg_threshold");
+            warn_ignored("det_fg_threshold");
         }
     }
     if let Some(threshold) = v0.det_bg_threshold {
         if is_window_data {
             window_data(layer).bg_threshold = Some(threshold);
         } else {
-            ignored("det_bg_threshold");
+            warn_ignored("det_bg_threshold");
         }
     }
     if let Some(fraction) = v0.det_fg_fraction {
         if is_window_data {
             window_data(layer).fg_fraction = Some(fraction);
         } else {
-            ignored("det_fg_fraction");
+            warn_ignored("det_fg_fraction");
         }
     }
     if let Some(context_pad) = v0.det_context_pad {
         if is_window_data {
             window_data(layer).context_pad = Some(context_pad);
         } else {
-            ignored("det_context_pad");
+            warn_ignored("det_context_pad");
         }
     }
     if let Some(crop_mode) = &v0.det_crop_mode {
         if is_window_data {
             window_data(layer).crop_mode = Some(crop_mode.clone());
         } else {
-            ignored("det_crop_mode");
+            warn_ignored("det_crop_mode");
         }
     }
 }
