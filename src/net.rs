@@ -354,13 +354,37 @@ impl<T: Element> Net<T> {
         Ok(())
     }
 
-    /// Runs every layer backward, last first.
+    /// Runs every layer backward, last first, from loss-weight seeds.
     pub fn backward(&mut self) -> Result<()> {
         self.prepare_backward();
+        self.backward_from_seeds()
+    }
+
+    /// Runs every layer backward from the diffs already in the blobs; call
+    /// [`Net::prepare_backward`] first and adjust the seeds with
+    /// [`Net::output_diff_mut`].
+    pub fn backward_from_seeds(&mut self) -> Result<()> {
         for index in (0..self.layers.len()).rev() {
             self.backward_layer(index)?;
         }
         Ok(())
+    }
+
+    /// Diff of top `top` of layer `layer`, to seed a backward pass.
+    pub fn output_diff_mut(&mut self, layer: usize, top: usize) -> Option<&mut [T]> {
+        let id = *self.layers.get(layer)?.tops.get(top)?;
+        Some(self.blobs[id].diff_mut())
+    }
+
+    /// Data of the Input blob `name`, writable (for perturbation).
+    pub fn input_data_mut(&mut self, name: &str) -> Option<&mut [T]> {
+        let id = self.input_ids().find(|&id| self.blob_names[id] == name)?;
+        Some(self.blobs[id].data_mut())
+    }
+
+    /// Loss weights of the tops of layer `index`.
+    pub fn layer_loss_weights(&self, index: usize) -> Option<&[f64]> {
+        self.layers.get(index).map(|l| l.loss_weights.as_slice())
     }
 
     /// Latest blob written under `name`.

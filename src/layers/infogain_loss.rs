@@ -2,7 +2,7 @@
 
 use num_traits::{Float, Zero};
 
-use super::softmax::{softmax_forward, AxisDims};
+use super::softmax::{softmax_backward, softmax_forward, AxisDims};
 use super::softmax_loss::{check_label_count, check_same_num};
 use super::{caffe_max, ignore_label, top_weight, BuildContext, Layer, LayerInfo, Normalization};
 use crate::blob::{shape_string, Blob};
@@ -27,7 +27,8 @@ use crate::layers::multinomial_logistic_loss::LOG_THRESHOLD;
 /// # Formula
 /// `p = softmax(x)`; `loss = -Σ_positions Σ_c H[label, c] ln(max(p_c, 1e-20)) / normalizer`.
 /// Gradient: `dx_c = w (p_c Σ_k H[label, k] - H[label, c]) / normalizer`, 0 at
-/// ignored positions. H and the labels get no gradient.
+/// ignored positions. H and the labels get no gradient. A non-zero weight on
+/// `top[1]` adds the softmax gradient of that weight as well.
 ///
 /// # Parameters
 /// - `infogain_loss_param.source`: a .binaryproto holding H (needed without `bottom[2]`);
@@ -193,6 +194,12 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             .collect();
         let diff = &mut bottom_diff[0];
         softmax_forward(bottom[0].data(), diff, self.dims);
+        let prob_weighted = top.get(1).filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
+        let prob_grad = prob_weighted.map(|prob_top| {
+            let mut grad = vec![T::default(); diff.len()];
+            softmax_backward(diff, prob_top.diff(), &mut grad, self.dims);
+            grad
+        });
         let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
         let labels = bottom[1].data();
         for o in 0..outer {
@@ -210,6 +217,11 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
                     };
                     diff[index] = T::from_acc(g);
                 }
+            }
+        }
+        if let Some(grad) = prob_grad {
+            for (d, g) in diff.iter_mut().zip(grad) {
+                *d = T::from_acc(d.to_acc() + g.to_acc());
             }
         }
         Ok(())

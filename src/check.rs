@@ -1,0 +1,527 @@
+//! `check`: every supported layer of a real net, run on random valid inputs
+//! with a finite-difference gradient check.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::blob::shape_string;
+use crate::caffe::{self, BlobShape, InputParameter, LayerParameter, NetParameter, Phase};
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::gradcheck::{check_gradients, GradCheckOptions};
+use crate::layers::{BuildContext, SUPPORTED_TYPES};
+use crate::net::Net;
+
+/// Largest relative gradient error a checked layer may show. Looser than
+/// f64 rounding because ContrastiveLoss divides by `d + 1e-4` where the exact
+/// gradient divides by `d`, as Caffe does.
+pub const GRADIENT_TOLERANCE: f64 = 1e-3;
+
+/// Options of [`check_model`].
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Batch size where the net declares none.
+    pub batch: usize,
+    /// Shapes given by the user per blob name; they win over inferred ones.
+    pub shapes: Vec<(String, Vec<usize>)>,
+    /// Device requested; the CPU f64 run is the reference.
+    pub device: DeviceChoice,
+    /// Phase for include/exclude rules.
+    pub phase: Phase,
+    /// Class count where the net gives none.
+    pub default_channels: usize,
+    /// Height and width of image-like blobs whose size the net does not give.
+    pub default_spatial: usize,
+    /// Seed of the random inputs.
+    pub seed: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            batch: 2,
+            shapes: Vec::new(),
+            device: DeviceChoice::Cpu,
+            phase: Phase::Train,
+            default_channels: 10,
+            default_spatial: 4,
+            seed: 1701,
+        }
+    }
+}
+
+/// Outcome for one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerOutcome {
+    /// A type this crate does not implement.
+    NotSupported,
+    /// Input layers feed the others and are not checked themselves.
+    Input,
+    /// Ran forward, backward and the gradient check.
+    Checked {
+        /// Value of `top[0]` (the loss for a loss layer).
+        loss: f64,
+        /// Largest relative gradient error over the bottoms checked, or `None`
+        /// when the layer has no gradient (Accuracy).
+        max_error: Option<f64>,
+        /// Whether the layer passed.
+        passed: bool,
+    },
+    /// The layer could not be run; the message says why.
+    Failed(String),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRow {
+    /// Layer name.
+    pub name: String,
+    /// Layer type.
+    pub layer_type: String,
+    /// Bottom shapes used.
+    pub bottom_shapes: Vec<Vec<usize>>,
+    /// Result.
+    pub outcome: LayerOutcome,
+}
+
+/// Rows of a `check` run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// One row per layer of the filtered net.
+    pub rows: Vec<LayerRow>,
+}
+
+impl CheckReport {
+    /// Whether every checked layer passed.
+    pub fn all_passed(&self) -> bool {
+        self.rows.iter().all(|row| match &row.outcome {
+            LayerOutcome::Checked { passed, .. } => *passed,
+            LayerOutcome::Failed(_) => false,
+            _ => true,
+        })
+    }
+
+    /// Renders the table: layer, type, bottom shapes, loss, max gradient
+    /// error, result.
+    pub fn table(&self) -> String {
+        let mut lines = vec![[
+            "layer".to_string(),
+            "type".to_string(),
+            "bottoms".to_string(),
+            "loss".to_string(),
+            "max grad error".to_string(),
+            "result".to_string(),
+        ]];
+        for row in &self.rows {
+            let bottoms: Vec<String> = row
+                .bottom_shapes
+                .iter()
+                .map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+                .collect();
+            let (loss, error, result) = match &row.outcome {
+                LayerOutcome::NotSupported => ("-".into(), "-".into(), "not supported".into()),
+                LayerOutcome::Input => ("-".into(), "-".into(), "input".into()),
+                LayerOutcome::Checked {
+                    loss,
+                    max_error,
+                    passed,
+                } => (
+                    format!("{loss:.6}"),
+                    max_error.map_or_else(|| "no gradient".to_string(), |e| format!("{e:.2e}")),
+                    if *passed { "pass".into() } else { "FAIL".into() },
+                ),
+                LayerOutcome::Failed(why) => ("-".into(), "-".into(), format!("FAIL: {why}")),
+            };
+            lines.push([
+                row.name.clone(),
+                row.layer_type.clone(),
+                bottoms.join(" "),
+                loss,
+                error,
+                result,
+            ]);
+        }
+        let mut widths = [0usize; 6];
+        for line in &lines {
+            for (w, cell) in widths.iter_mut().zip(line) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for line in &lines {
+            let mut text = String::new();
+            for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+                if i + 1 == line.len() {
+                    text.push_str(cell);
+                } else {
+                    let _ = write!(text, "{cell:<w$}  ");
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// What a bottom holds, which decides its random values and derived shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    /// Real-valued data.
+    Data,
+    /// Integer class labels in [0, classes).
+    Label(usize),
+    /// Targets in [0, 1].
+    Target,
+    /// Similarity flags, 0 or 1.
+    Flag,
+    /// Rows of positive probabilities summing to 1.
+    Probabilities,
+    /// A non-negative C × C matrix.
+    Matrix,
+}
+
+/// Parses, upgrades and filters `path`, then checks every supported layer.
+pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
+    let net = crate::prototxt::read_net(path, options.phase)?;
+    if options.device == DeviceChoice::Cuda {
+        crate::device::select(options.device)?;
+    }
+    let context = BuildContext {
+        model_dir: path.parent().map(Path::to_path_buf),
+    };
+    let shapes = infer_shapes(&net, options);
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut rows = Vec::new();
+    for layer in &net.layer {
+        let layer_type = layer.r#type().to_string();
+        let mut row = LayerRow {
+            name: layer.name().to_string(),
+            layer_type: layer_type.clone(),
+            bottom_shapes: Vec::new(),
+            outcome: LayerOutcome::NotSupported,
+        };
+        if layer_type == "Input" {
+            row.outcome = LayerOutcome::Input;
+            row.bottom_shapes = layer.top.iter().filter_map(|t| shapes.get(t).cloned()).collect();
+        } else if SUPPORTED_TYPES.contains(&layer_type.as_str()) {
+            let inputs = layer_inputs(layer, &shapes, options);
+            row.bottom_shapes = inputs.iter().map(|(_, s, _)| s.clone()).collect();
+            row.outcome = match check_layer(layer, &inputs, &context, &mut rng) {
+                Ok(outcome) => outcome,
+                Err(e) => LayerOutcome::Failed(e.to_string()),
+            };
+        }
+        rows.push(row);
+    }
+    Ok(CheckReport { rows })
+}
+
+fn batch_of(layer: &LayerParameter) -> Option<usize> {
+    let batch = match layer.r#type() {
+        "Data" => layer.data_param.as_ref().map(|p| p.batch_size()),
+        "ImageData" => layer.image_data_param.as_ref().map(|p| p.batch_size()),
+        "HDF5Data" => layer.hdf5_data_param.as_ref().map(|p| p.batch_size()),
+        "MemoryData" => layer.memory_data_param.as_ref().map(|p| p.batch_size()),
+        "WindowData" => layer.window_data_param.as_ref().map(|p| p.batch_size()),
+        _ => None,
+    }?;
+    usize::try_from(batch).ok().filter(|&b| b > 0)
+}
+
+fn dims_of(shape: &BlobShape) -> Vec<usize> {
+    shape.dim.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect()
+}
+
+/// Walks the net in order and gives every blob a plausible shape.
+fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, Vec<usize>> {
+    let overrides: HashMap<&str, &Vec<usize>> =
+        options.shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let spatial = options.default_spatial;
+    let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+    for layer in &net.layer {
+        let first = layer
+            .bottom
+            .first()
+            .and_then(|b| shapes.get(b).cloned())
+            .unwrap_or_else(|| vec![options.batch, options.default_channels]);
+        let n = first.first().copied().unwrap_or(options.batch);
+        let mut tops: Vec<Vec<usize>> = match layer.r#type() {
+            "Input" => {
+                let declared = layer.input_param.clone().unwrap_or_default().shape;
+                (0..layer.top.len())
+                    .map(|i| {
+                        declared
+                            .get(if declared.len() == 1 { 0 } else { i })
+                            .map(dims_of)
+                            .unwrap_or_else(|| vec![options.batch, options.default_channels])
+                    })
+                    .collect()
+            }
+            "DummyData" => {
+                let declared = layer.dummy_data_param.clone().unwrap_or_default().shape;
+                (0..layer.top.len())
+                    .map(|i| declared.get(i).or(declared.first()).map(dims_of).unwrap_or_default())
+                    .collect()
+            }
+            "MemoryData" => {
+                let p = layer.memory_data_param.clone().unwrap_or_default();
+                let dims = [p.batch_size(), p.channels(), p.height(), p.width()];
+                let data: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+                vec![data, vec![p.batch_size() as usize]]
+            }
+            "InnerProduct" => {
+                let outputs = layer.inner_product_param.as_ref().map_or(1, |p| p.num_output());
+                vec![vec![n, outputs as usize]]
+            }
+            "Convolution" | "Deconvolution" => {
+                let outputs = layer.convolution_param.as_ref().map_or(1, |p| p.num_output());
+                let (h, w) = (first.get(2).copied().unwrap_or(spatial), first.get(3).copied().unwrap_or(spatial));
+                vec![vec![n, outputs as usize, h, w]]
+            }
+            "Flatten" => vec![vec![n, first.iter().skip(1).product()]],
+            "Crop" => {
+                let reference = layer.bottom.get(1).and_then(|b| shapes.get(b));
+                let mut out = first.clone();
+                if let Some(r) = reference {
+                    for axis in 2..out.len().min(r.len()) {
+                        out[axis] = r[axis];
+                    }
+                }
+                vec![out]
+            }
+            "Concat" => {
+                let axis = layer.concat_param.as_ref().map_or(1, |p| p.axis()).max(0) as usize;
+                let mut out = first.clone();
+                if axis < out.len() {
+                    out[axis] = layer
+                        .bottom
+                        .iter()
+                        .filter_map(|b| shapes.get(b).and_then(|s| s.get(axis)))
+                        .sum();
+                }
+                vec![out]
+            }
+            _ if layer.bottom.is_empty() => {
+                // A data layer: image-like data and one label per sample.
+                let batch = batch_of(layer).unwrap_or(options.batch);
+                let mut tops = vec![vec![batch, 3, spatial, spatial]];
+                tops.extend((1..layer.top.len()).map(|_| vec![batch]));
+                tops
+            }
+            _ => vec![first.clone(); layer.top.len()],
+        };
+        tops.resize(layer.top.len(), first.clone());
+        for (name, shape) in layer.top.iter().zip(tops) {
+            let shape = overrides.get(name.as_str()).map_or(shape, |s| (*s).clone());
+            shapes.insert(name.clone(), shape);
+        }
+    }
+    for (name, shape) in &options.shapes {
+        shapes.entry(name.clone()).or_insert_with(|| shape.clone());
+    }
+    shapes
+}
+
+/// Shapes and roles of the bottoms of a supported layer.
+fn layer_inputs(
+    layer: &LayerParameter,
+    shapes: &HashMap<String, Vec<usize>>,
+    options: &CheckOptions,
+) -> Vec<(String, Vec<usize>, Role)> {
+    let user: HashMap<&str, &Vec<usize>> =
+        options.shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let default = vec![options.batch, options.default_channels];
+    let first_name = layer.bottom.first().cloned().unwrap_or_default();
+    let mut first = shapes.get(&first_name).cloned().unwrap_or(default);
+    if first.is_empty() {
+        first = vec![options.batch, options.default_channels];
+    }
+    let axis_param = match layer.r#type() {
+        "SoftmaxWithLoss" => layer.softmax_param.as_ref().map_or(1, |p| p.axis()),
+        "InfogainLoss" => layer.infogain_loss_param.as_ref().map_or(1, |p| p.axis()),
+        "Accuracy" => layer.accuracy_param.as_ref().map_or(1, |p| p.axis()),
+        _ => 1,
+    };
+    let axis = crate::blob::canonical_axis(axis_param, first.len()).unwrap_or(0);
+    let classes = first.get(axis).copied().unwrap_or(1);
+    let num = first.first().copied().unwrap_or(1);
+    let per_sample: usize = first.iter().skip(1).product();
+    let label_shape: Vec<usize> = first
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i == axis { 1 } else { d })
+        .collect();
+    let roles: Vec<(Vec<usize>, Role)> = match layer.r#type() {
+        "SoftmaxWithLoss" | "Accuracy" => {
+            vec![(first.clone(), Role::Data), (label_shape, Role::Label(classes))]
+        }
+        "InfogainLoss" => vec![
+            (first.clone(), Role::Data),
+            (label_shape, Role::Label(classes)),
+            (vec![classes, classes], Role::Matrix),
+        ],
+        "HingeLoss" => vec![(first.clone(), Role::Data), (vec![num], Role::Label(per_sample))],
+        "MultinomialLogisticLoss" => vec![
+            (first.clone(), Role::Probabilities),
+            (vec![num], Role::Label(per_sample)),
+        ],
+        "SigmoidCrossEntropyLoss" => {
+            vec![(first.clone(), Role::Data), (first.clone(), Role::Target)]
+        }
+        "EuclideanLoss" => vec![(first.clone(), Role::Data), (first.clone(), Role::Data)],
+        "ContrastiveLoss" => vec![
+            (vec![num, per_sample, 1, 1], Role::Data),
+            (vec![num, per_sample, 1, 1], Role::Data),
+            (vec![num, 1, 1, 1], Role::Flag),
+        ],
+        _ => vec![(first.clone(), Role::Data)],
+    };
+    layer
+        .bottom
+        .iter()
+        .zip(roles)
+        .map(|(name, (shape, role))| {
+            let shape = user.get(name.as_str()).map_or(shape, |s| (*s).clone());
+            (name.clone(), shape, role)
+        })
+        .collect()
+}
+
+fn random_values(shape: &[usize], role: Role, rng: &mut StdRng) -> Vec<f64> {
+    let count: usize = shape.iter().product();
+    match role {
+        Role::Data => (0..count).map(|_| rng.random_range(-2.0..2.0)).collect(),
+        Role::Label(classes) => (0..count)
+            .map(|_| rng.random_range(0..classes.max(1)) as f64)
+            .collect(),
+        Role::Target => (0..count).map(|_| rng.random_range(0.0..1.0)).collect(),
+        Role::Flag => (0..count).map(|_| f64::from(rng.random_range(0..2u8))).collect(),
+        Role::Matrix => (0..count).map(|_| rng.random_range(0.0..1.0)).collect(),
+        Role::Probabilities => {
+            let num = shape.first().copied().unwrap_or(1).max(1);
+            let per = count / num;
+            let mut values: Vec<f64> = (0..count).map(|_| rng.random_range(0.05..1.0)).collect();
+            for row in values.chunks_mut(per.max(1)) {
+                let sum: f64 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+            values
+        }
+    }
+}
+
+/// Random valid values for `shape` and the role of a blob.
+pub fn random_input(shape: &[usize], role_name: &str, classes: usize, rng: &mut StdRng) -> Vec<f64> {
+    let role = match role_name {
+        "label" => Role::Label(classes),
+        "target" => Role::Target,
+        "flag" => Role::Flag,
+        "probabilities" => Role::Probabilities,
+        "matrix" => Role::Matrix,
+        _ => Role::Data,
+    };
+    random_values(shape, role, rng)
+}
+
+/// Builds a net of one Input layer and `layer`, fed with `inputs`.
+pub fn single_layer_net(layer: &LayerParameter, inputs: &[(String, Vec<usize>)]) -> NetParameter {
+    let mut unique: Vec<&(String, Vec<usize>)> = Vec::new();
+    for input in inputs {
+        if !unique.iter().any(|u| u.0 == input.0) {
+            unique.push(input);
+        }
+    }
+    let input = LayerParameter {
+        name: Some("input".to_string()),
+        r#type: Some("Input".to_string()),
+        top: unique.iter().map(|(n, _)| n.clone()).collect(),
+        input_param: Some(InputParameter {
+            shape: unique
+                .iter()
+                .map(|(_, s)| BlobShape {
+                    dim: s.iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+                })
+                .collect(),
+        }),
+        ..LayerParameter::default()
+    };
+    let mut checked = layer.clone();
+    checked.include.clear();
+    checked.exclude.clear();
+    NetParameter {
+        force_backward: Some(true),
+        layer: vec![input, checked],
+        ..NetParameter::default()
+    }
+}
+
+fn check_layer(
+    layer: &LayerParameter,
+    inputs: &[(String, Vec<usize>, Role)],
+    context: &BuildContext,
+    rng: &mut StdRng,
+) -> Result<LayerOutcome> {
+    let shapes: Vec<(String, Vec<usize>)> =
+        inputs.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+    let param = single_layer_net(layer, &shapes);
+    let mut net = Net::<f64>::new(&param, layer.name(), context)?;
+    let mut fed: Vec<&str> = Vec::new();
+    for (name, shape, role) in inputs {
+        if fed.contains(&name.as_str()) {
+            continue;
+        }
+        fed.push(name);
+        net.set_input(name, shape, random_values(shape, *role, rng))?;
+    }
+    net.forward()?;
+    if let Some(blob) = net.first_non_finite() {
+        return Err(Error::model(
+            layer.name(),
+            format!("forward produced a NaN or infinity in blob '{blob}'"),
+        ));
+    }
+    let loss = layer
+        .top
+        .first()
+        .and_then(|t| net.blob(t))
+        .and_then(|b| b.data().first().copied())
+        .unwrap_or(f64::NAN);
+    let results = check_gradients(&mut net, GradCheckOptions::default())?;
+    let max_error = results.iter().map(|r| r.max_error).fold(None, |acc: Option<f64>, e| {
+        Some(match acc {
+            Some(a) if !(e > a) && !e.is_nan() => a,
+            _ => e,
+        })
+    });
+    let passed = max_error.is_none_or(|e| e <= GRADIENT_TOLERANCE) && loss.is_finite();
+    if layer.r#type() == "Accuracy" {
+        return Ok(LayerOutcome::Checked {
+            loss,
+            max_error: None,
+            passed: loss.is_finite(),
+        });
+    }
+    Ok(LayerOutcome::Checked {
+        loss,
+        max_error,
+        passed,
+    })
+}
+
+/// Shapes of `check` rows as Caffe prints them, for messages.
+pub fn describe_shapes(shapes: &[Vec<usize>]) -> String {
+    shapes.iter().map(|s| shape_string(s)).collect::<Vec<_>>().join(", ")
+}
+
+/// Phase named as in prototxt.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        caffe::Phase::Train => "TRAIN",
+        caffe::Phase::Test => "TEST",
+    }
+}

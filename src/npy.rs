@@ -1,0 +1,131 @@
+//! Reading and writing .npy files as blob data.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+
+/// Values of a .npy file in logical (C) order, with its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyData {
+    /// Shape, outermost axis first.
+    pub shape: Vec<usize>,
+    /// Values widened to f64, in row-major order whatever the file's order.
+    pub values: Vec<f64>,
+}
+
+/// Reads a .npy file of any real or integer dtype or bool, converting the
+/// values to f64. Fortran-ordered files are read in logical order.
+///
+/// Float16 and complex files are rejected with a message naming the dtype.
+pub fn read_npy(path: &Path) -> Result<NpyData> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    if meta.is_dir() {
+        return Err(Error::file(path, "is a directory, expected a .npy file"));
+    }
+    macro_rules! try_as {
+        ($t:ty, $convert:expr) => {
+            match read_as::<$t>(path) {
+                Ok(array) => {
+                    let shape = array.shape().to_vec();
+                    let values = array.iter().map($convert).collect();
+                    return Ok(NpyData { shape, values });
+                }
+                Err(ReadNpyError::WrongDescriptor(_)) => {}
+                Err(e) => return Err(npy_error(path, e)),
+            }
+        };
+    }
+    try_as!(f32, |&v: &f32| f64::from(v));
+    try_as!(f64, |&v: &f64| v);
+    try_as!(i64, |&v: &i64| v as f64);
+    try_as!(i32, |&v: &i32| f64::from(v));
+    try_as!(i16, |&v: &i16| f64::from(v));
+    try_as!(i8, |&v: &i8| f64::from(v));
+    try_as!(u64, |&v: &u64| v as f64);
+    try_as!(u32, |&v: &u32| f64::from(v));
+    try_as!(u16, |&v: &u16| f64::from(v));
+    try_as!(u8, |&v: &u8| f64::from(v));
+    try_as!(bool, |&v: &bool| if v { 1.0 } else { 0.0 });
+    Err(Error::file(
+        path,
+        format!(
+            "unsupported .npy dtype {}; expected float32, float64, an integer type or bool \
+             (convert float16 data to float32 first)",
+            descriptor(path).unwrap_or_else(|| "(unreadable header)".to_string())
+        ),
+    ))
+}
+
+fn read_as<T: ReadableElement>(path: &Path) -> std::result::Result<ArrayD<T>, ReadNpyError> {
+    let file = File::open(path).map_err(ReadNpyError::Io)?;
+    ArrayD::<T>::read_npy(BufReader::new(file))
+}
+
+fn npy_error(path: &Path, error: ReadNpyError) -> Error {
+    let message = match error {
+        ReadNpyError::Io(e) => format!("cannot read .npy file: {e}"),
+        ReadNpyError::MissingData => {
+            "truncated .npy file: the data is shorter than the header's shape needs".to_string()
+        }
+        ReadNpyError::ExtraBytes(n) => {
+            format!("corrupt .npy file: {n} bytes follow the data the header describes")
+        }
+        ReadNpyError::LengthOverflow => {
+            "corrupt .npy file: the header's shape overflows the addressable size".to_string()
+        }
+        other => format!("invalid .npy file: {other}"),
+    };
+    Error::file(path, message)
+}
+
+/// Reads the `descr` entry of a .npy header, for error messages.
+fn descriptor(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let header = String::from_utf8_lossy(bytes.get(..bytes.len().min(512))?).to_string();
+    let start = header.find("'descr'")?;
+    let rest = &header[start + 7..];
+    let open = rest.find('\'')?;
+    let close = rest[open + 1..].find('\'')?;
+    Some(rest[open + 1..open + 1 + close].to_string())
+}
+
+/// Reads a .npy file into elements of type `T`.
+pub fn read_npy_as<T: Element>(path: &Path) -> Result<(Vec<usize>, Vec<T>)> {
+    let data = read_npy(path)?;
+    Ok((data.shape, data.values.into_iter().map(T::from_f64).collect()))
+}
+
+/// Writes `values` of `shape` as a .npy file: float64 for f64 elements,
+/// float32 for the others. The file appears only once complete.
+pub fn write_npy<T: Element>(path: &Path, shape: &[usize], values: &[T]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::file(dir, format!("cannot create a file here: {e}")))?;
+    {
+        let mut writer = BufWriter::new(temp.as_file());
+        let result = if T::NAME == "f64" {
+            let v: Vec<f64> = values.iter().map(|v| v.to_f64()).collect();
+            ArrayD::from_shape_vec(IxDyn(shape), v)
+                .map_err(|e| e.to_string())
+                .and_then(|a| a.write_npy(&mut writer).map_err(|e| e.to_string()))
+        } else {
+            let v: Vec<f32> = values.iter().map(|v| v.to_f64() as f32).collect();
+            ArrayD::from_shape_vec(IxDyn(shape), v)
+                .map_err(|e| e.to_string())
+                .and_then(|a| a.write_npy(&mut writer).map_err(|e| e.to_string()))
+        };
+        result.map_err(|e| Error::file(path, format!("cannot write .npy file: {e}")))?;
+        writer
+            .flush()
+            .map_err(|e| Error::file(path, format!("cannot write .npy file: {e}")))?;
+    }
+    temp.persist(path)
+        .map_err(|e| Error::file(path, format!("cannot write .npy file: {e}")))?;
+    Ok(())
+}
