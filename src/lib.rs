@@ -2,10 +2,15 @@
 
 pub mod binaryproto;
 pub mod blob;
+pub mod check;
+pub mod device;
 pub mod element;
 pub mod error;
+pub mod gradcheck;
+pub mod gpu_net;
 pub mod layers;
 pub mod net;
+pub mod npy;
 pub mod prototxt;
 
 /// Types generated from `proto/caffe.proto` (package `caffe`).
