@@ -63,8 +63,9 @@ pub enum LayerOutcome {
     Input,
     /// Ran forward, backward and the gradient check.
     Checked {
-        /// Value of `top[0]` (the loss for a loss layer).
-        loss: f64,
+        /// Value of `top[0]` for a loss layer or Accuracy; `None` for layers
+        /// whose top is not a scalar.
+        loss: Option<f64>,
         /// Largest relative gradient error over the bottoms checked, or `None`
         /// when the layer has no gradient (Accuracy).
         max_error: Option<f64>,
@@ -130,7 +131,7 @@ impl CheckReport {
                     max_error,
                     passed,
                 } => (
-                    format!("{loss:.6}"),
+                    loss.map_or_else(|| "-".to_string(), |l| format!("{l:.6}")),
                     max_error.map_or_else(|| "no gradient".to_string(), |e| format!("{e:.2e}")),
                     if *passed { "pass".into() } else { "FAIL".into() },
                 ),
@@ -199,8 +200,12 @@ pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
     let mut rows = Vec::new();
     for layer in &net.layer {
         let layer_type = layer.r#type().to_string();
+        let name = match layer.name() {
+            "" => format!("(unnamed #{})", rows.len()),
+            named => named.to_string(),
+        };
         let mut row = LayerRow {
-            name: layer.name().to_string(),
+            name,
             layer_type: layer_type.clone(),
             bottom_shapes: Vec::new(),
             outcome: LayerOutcome::NotSupported,
@@ -453,6 +458,11 @@ pub fn single_layer_net(layer: &LayerParameter, inputs: &[(String, Vec<usize>)])
     let mut checked = layer.clone();
     checked.include.clear();
     checked.exclude.clear();
+    // A loss whose weights are all 0 would make the gradient check vacuous;
+    // check it with the default weights instead.
+    if checked.loss_weight.iter().all(|&w| w == 0.0) {
+        checked.loss_weight.clear();
+    }
     NetParameter {
         force_backward: Some(true),
         layer: vec![input, checked],
@@ -485,11 +495,10 @@ fn check_layer(
             format!("forward produced a NaN or infinity in blob '{blob}'"),
         ));
     }
-    let loss = layer
-        .top
+    let loss = net
+        .outputs()
         .first()
-        .and_then(|t| net.blob(t))
-        .and_then(|b| b.data().first().copied())
+        .and_then(|(_, b)| b.data().first().copied())
         .unwrap_or(f64::NAN);
     let results = check_gradients(&mut net, GradCheckOptions::default())?;
     let max_error = results.iter().map(|r| r.max_error).fold(None, |acc: Option<f64>, e| {
@@ -499,11 +508,13 @@ fn check_layer(
         })
     });
     let passed = max_error.is_none_or(|e| e <= GRADIENT_TOLERANCE) && loss.is_finite();
+    let scalar_top = layer.r#type().ends_with("Loss") || layer.r#type() == "Accuracy";
+    let loss = scalar_top.then_some(loss);
     if layer.r#type() == "Accuracy" {
         return Ok(LayerOutcome::Checked {
             loss,
             max_error: None,
-            passed: loss.is_finite(),
+            passed,
         });
     }
     Ok(LayerOutcome::Checked {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use num_traits::Float;
 
 use crate::blob::{shape_string, Blob};
-use crate::caffe::NetParameter;
+use crate::caffe::{LayerParameter, NetParameter};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layers::{create_layer, nearest_type, BuildContext, Layer, LayerInfo};
@@ -74,6 +74,28 @@ pub fn loss_weights(info: &LayerInfo, given: &[f32], is_loss: bool) -> Result<Ve
     Ok(given.iter().map(|&w| f64::from(w)).collect())
 }
 
+/// Loss layer types that, as in Caffe, get an unnamed top when the prototxt
+/// gives none (old nets often omit the loss top).
+const AUTOMATIC_TOP_TYPES: &[&str] = &[
+    "SoftmaxWithLoss",
+    "EuclideanLoss",
+    "HingeLoss",
+    "SigmoidCrossEntropyLoss",
+    "MultinomialLogisticLoss",
+    "InfogainLoss",
+    "ContrastiveLoss",
+];
+
+/// Returns `param` with a top named `<layer> (automatic)` added when it is a
+/// loss layer without tops.
+pub fn with_automatic_top(param: &LayerParameter) -> LayerParameter {
+    let mut param = param.clone();
+    if param.top.is_empty() && AUTOMATIC_TOP_TYPES.contains(&param.r#type()) {
+        param.top.push(format!("{} (automatic)", param.name()));
+    }
+    param
+}
+
 impl<T: Element> Net<T> {
     /// Builds a net from an upgraded, phase-filtered `param`. `file` names the
     /// model in errors. Every layer must be of a supported type.
@@ -89,6 +111,7 @@ impl<T: Element> Net<T> {
         let force_backward = param.force_backward();
         let mut current: HashMap<String, usize> = HashMap::new();
         for layer_param in &param.layer {
+            let layer_param = &with_automatic_top(layer_param);
             let info = LayerInfo::from_param(layer_param);
             let Some(layer) = create_layer::<T>(layer_param, context)? else {
                 return Err(net.unsupported(&info));
