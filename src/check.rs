@@ -121,7 +121,12 @@ impl CheckReport {
             let bottoms: Vec<String> = row
                 .bottom_shapes
                 .iter()
-                .map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+                .map(|s| {
+                    s.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x")
+                })
                 .collect();
             let (loss, error, result) = match &row.outcome {
                 LayerOutcome::NotSupported => ("-".into(), "-".into(), "not supported".into()),
@@ -133,7 +138,11 @@ impl CheckReport {
                 } => (
                     loss.map_or_else(|| "-".to_string(), |l| format!("{l:.6}")),
                     max_error.map_or_else(|| "no gradient".to_string(), |e| format!("{e:.2e}")),
-                    if *passed { "pass".into() } else { "FAIL".into() },
+                    if *passed {
+                        "pass".into()
+                    } else {
+                        "FAIL".into()
+                    },
                 ),
                 LayerOutcome::Failed(why) => ("-".into(), "-".into(), format!("FAIL: {why}")),
             };
@@ -212,7 +221,11 @@ pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
         };
         if layer_type == "Input" {
             row.outcome = LayerOutcome::Input;
-            row.bottom_shapes = layer.top.iter().filter_map(|t| shapes.get(t).cloned()).collect();
+            row.bottom_shapes = layer
+                .top
+                .iter()
+                .filter_map(|t| shapes.get(t).cloned())
+                .collect();
         } else if SUPPORTED_TYPES.contains(&layer_type.as_str()) {
             let inputs = layer_inputs(layer, &shapes, options);
             row.bottom_shapes = inputs.iter().map(|(_, s, _)| s.clone()).collect();
@@ -239,13 +252,20 @@ fn batch_of(layer: &LayerParameter) -> Option<usize> {
 }
 
 fn dims_of(shape: &BlobShape) -> Vec<usize> {
-    shape.dim.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect()
+    shape
+        .dim
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect()
 }
 
 /// Walks the net in order and gives every blob a plausible shape.
 fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, Vec<usize>> {
-    let overrides: HashMap<&str, &Vec<usize>> =
-        options.shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let overrides: HashMap<&str, &Vec<usize>> = options
+        .shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .collect();
     let spatial = options.default_spatial;
     let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
     for layer in &net.layer {
@@ -270,22 +290,37 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
             "DummyData" => {
                 let declared = layer.dummy_data_param.clone().unwrap_or_default().shape;
                 (0..layer.top.len())
-                    .map(|i| declared.get(i).or(declared.first()).map(dims_of).unwrap_or_default())
+                    .map(|i| {
+                        declared
+                            .get(i)
+                            .or(declared.first())
+                            .map(dims_of)
+                            .unwrap_or_default()
+                    })
                     .collect()
             }
             "MemoryData" => {
-                let p = layer.memory_data_param.clone().unwrap_or_default();
+                let p = layer.memory_data_param.unwrap_or_default();
                 let dims = [p.batch_size(), p.channels(), p.height(), p.width()];
                 let data: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
                 vec![data, vec![p.batch_size() as usize]]
             }
             "InnerProduct" => {
-                let outputs = layer.inner_product_param.as_ref().map_or(1, |p| p.num_output());
+                let outputs = layer
+                    .inner_product_param
+                    .as_ref()
+                    .map_or(1, |p| p.num_output());
                 vec![vec![n, outputs as usize]]
             }
             "Convolution" | "Deconvolution" => {
-                let outputs = layer.convolution_param.as_ref().map_or(1, |p| p.num_output());
-                let (h, w) = (first.get(2).copied().unwrap_or(spatial), first.get(3).copied().unwrap_or(spatial));
+                let outputs = layer
+                    .convolution_param
+                    .as_ref()
+                    .map_or(1, |p| p.num_output());
+                let (h, w) = (
+                    first.get(2).copied().unwrap_or(spatial),
+                    first.get(3).copied().unwrap_or(spatial),
+                );
                 vec![vec![n, outputs as usize, h, w]]
             }
             "Flatten" => vec![vec![n, first.iter().skip(1).product()]],
@@ -293,8 +328,9 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
                 let reference = layer.bottom.get(1).and_then(|b| shapes.get(b));
                 let mut out = first.clone();
                 if let Some(r) = reference {
-                    for axis in 2..out.len().min(r.len()) {
-                        out[axis] = r[axis];
+                    let end = out.len().min(r.len());
+                    if end > 2 {
+                        out[2..end].copy_from_slice(&r[2..end]);
                     }
                 }
                 vec![out]
@@ -338,8 +374,11 @@ fn layer_inputs(
     shapes: &HashMap<String, Vec<usize>>,
     options: &CheckOptions,
 ) -> Vec<(String, Vec<usize>, Role)> {
-    let user: HashMap<&str, &Vec<usize>> =
-        options.shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let user: HashMap<&str, &Vec<usize>> = options
+        .shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .collect();
     let default = vec![options.batch, options.default_channels];
     let first_name = layer.bottom.first().cloned().unwrap_or_default();
     let mut first = shapes.get(&first_name).cloned().unwrap_or(default);
@@ -363,14 +402,20 @@ fn layer_inputs(
         .collect();
     let roles: Vec<(Vec<usize>, Role)> = match layer.r#type() {
         "SoftmaxWithLoss" | "Accuracy" => {
-            vec![(first.clone(), Role::Data), (label_shape, Role::Label(classes))]
+            vec![
+                (first.clone(), Role::Data),
+                (label_shape, Role::Label(classes)),
+            ]
         }
         "InfogainLoss" => vec![
             (first.clone(), Role::Data),
             (label_shape, Role::Label(classes)),
             (vec![classes, classes], Role::Matrix),
         ],
-        "HingeLoss" => vec![(first.clone(), Role::Data), (vec![num], Role::Label(per_sample))],
+        "HingeLoss" => vec![
+            (first.clone(), Role::Data),
+            (vec![num], Role::Label(per_sample)),
+        ],
         "MultinomialLogisticLoss" => vec![
             (first.clone(), Role::Probabilities),
             (vec![num], Role::Label(per_sample)),
@@ -405,7 +450,9 @@ fn random_values(shape: &[usize], role: Role, rng: &mut StdRng) -> Vec<f64> {
             .map(|_| rng.random_range(0..classes.max(1)) as f64)
             .collect(),
         Role::Target => (0..count).map(|_| rng.random_range(0.0..1.0)).collect(),
-        Role::Flag => (0..count).map(|_| f64::from(rng.random_range(0..2u8))).collect(),
+        Role::Flag => (0..count)
+            .map(|_| f64::from(rng.random_range(0..2u8)))
+            .collect(),
         Role::Matrix => (0..count).map(|_| rng.random_range(0.0..1.0)).collect(),
         Role::Probabilities => {
             let num = shape.first().copied().unwrap_or(1).max(1);
@@ -421,7 +468,12 @@ fn random_values(shape: &[usize], role: Role, rng: &mut StdRng) -> Vec<f64> {
 }
 
 /// Random valid values for `shape` and the role of a blob.
-pub fn random_input(shape: &[usize], role_name: &str, classes: usize, rng: &mut StdRng) -> Vec<f64> {
+pub fn random_input(
+    shape: &[usize],
+    role_name: &str,
+    classes: usize,
+    rng: &mut StdRng,
+) -> Vec<f64> {
     let role = match role_name {
         "label" => Role::Label(classes),
         "target" => Role::Target,
@@ -449,7 +501,10 @@ pub fn single_layer_net(layer: &LayerParameter, inputs: &[(String, Vec<usize>)])
             shape: unique
                 .iter()
                 .map(|(_, s)| BlobShape {
-                    dim: s.iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+                    dim: s
+                        .iter()
+                        .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+                        .collect(),
                 })
                 .collect(),
         }),
@@ -476,8 +531,10 @@ fn check_layer(
     context: &BuildContext,
     rng: &mut StdRng,
 ) -> Result<LayerOutcome> {
-    let shapes: Vec<(String, Vec<usize>)> =
-        inputs.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+    let shapes: Vec<(String, Vec<usize>)> = inputs
+        .iter()
+        .map(|(n, s, _)| (n.clone(), s.clone()))
+        .collect();
     let param = single_layer_net(layer, &shapes);
     let mut net = Net::<f64>::new(&param, layer.name(), context)?;
     let mut fed: Vec<&str> = Vec::new();
@@ -501,12 +558,15 @@ fn check_layer(
         .and_then(|(_, b)| b.data().first().copied())
         .unwrap_or(f64::NAN);
     let results = check_gradients(&mut net, GradCheckOptions::default())?;
-    let max_error = results.iter().map(|r| r.max_error).fold(None, |acc: Option<f64>, e| {
-        Some(match acc {
-            Some(a) if !(e > a) && !e.is_nan() => a,
-            _ => e,
-        })
-    });
+    let max_error = results
+        .iter()
+        .map(|r| r.max_error)
+        .fold(None, |acc: Option<f64>, e| {
+            Some(match acc {
+                Some(a) if a.is_nan() || e <= a => a,
+                _ => e,
+            })
+        });
     let passed = max_error.is_none_or(|e| e <= GRADIENT_TOLERANCE) && loss.is_finite();
     let scalar_top = layer.r#type().ends_with("Loss") || layer.r#type() == "Accuracy";
     let loss = scalar_top.then_some(loss);
@@ -526,7 +586,11 @@ fn check_layer(
 
 /// Shapes of `check` rows as Caffe prints them, for messages.
 pub fn describe_shapes(shapes: &[Vec<usize>]) -> String {
-    shapes.iter().map(|s| shape_string(s)).collect::<Vec<_>>().join(", ")
+    shapes
+        .iter()
+        .map(|s| shape_string(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Phase named as in prototxt.

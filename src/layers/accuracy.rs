@@ -44,7 +44,7 @@ impl AccuracyLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 2)?;
         info.expect_tops(1, 2)?;
-        let p = param.accuracy_param.clone().unwrap_or_default();
+        let p = param.accuracy_param.unwrap_or_default();
         let top_k = usize::try_from(p.top_k()).unwrap_or(usize::MAX);
         Ok(AccuracyLayer {
             info,
@@ -67,7 +67,9 @@ impl<T: Element> Layer<T> for AccuracyLayer {
 
     fn reshape(&mut self, bottom_shapes: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (scores, labels) = (bottom_shapes[0], bottom_shapes[1]);
-        let axis = self.info.axis("accuracy_param.axis", self.axis_param, 0, scores)?;
+        let axis = self
+            .info
+            .axis("accuracy_param.axis", self.axis_param, 0, scores)?;
         self.dims = AxisDims::new(scores, axis);
         check_label_count(&self.info, "accuracy axis", scores, labels, self.dims)?;
         if self.top_k > self.dims.channels {
@@ -99,7 +101,9 @@ impl<T: Element> Layer<T> for AccuracyLayer {
             for s in 0..inner {
                 let position = o * inner + s;
                 let value = labels[position].to_f64();
-                let label = self.info.label(1, position, value, channels, self.ignore_label)?;
+                let label = self
+                    .info
+                    .label(1, position, value, channels, self.ignore_label)?;
                 let Some(label) = label else { continue };
                 class_total[label] += 1;
                 let score_of = |c: usize| scores[(o * channels + c) * inner + s].to_acc();

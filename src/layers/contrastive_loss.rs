@@ -43,7 +43,7 @@ impl ContrastiveLossLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(3, 3)?;
         info.expect_tops(1, 1)?;
-        let p = param.contrastive_loss_param.clone().unwrap_or_default();
+        let p = param.contrastive_loss_param.unwrap_or_default();
         Ok(ContrastiveLossLayer {
             info,
             margin: f64::from(p.margin()),
@@ -177,7 +177,11 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer {
             if !propagate_down[i] {
                 continue;
             }
-            let sign = if i == 0 { T::Acc::one() } else { -T::Acc::one() };
+            let sign = if i == 0 {
+                T::Acc::one()
+            } else {
+                -T::Acc::one()
+            };
             let alpha = sign * top_weight(top[0]) / acc::<T::Acc>(num as f64);
             let rows = bottom[0].data().chunks_exact(channels);
             let pairs = rows.zip(bottom[1].data().chunks_exact(channels));

@@ -73,14 +73,15 @@ impl<T: Element> Layer<T> for EuclideanLossLayer {
 
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
         let num = bottom[0].shape().first().copied().unwrap_or(1);
-        let dot = bottom[0]
-            .data()
-            .iter()
-            .zip(bottom[1].data())
-            .fold(T::Acc::zero(), |sum, (a, b)| {
-                let d = a.to_acc() - b.to_acc();
-                sum + d * d
-            });
+        let dot =
+            bottom[0]
+                .data()
+                .iter()
+                .zip(bottom[1].data())
+                .fold(T::Acc::zero(), |sum, (a, b)| {
+                    let d = a.to_acc() - b.to_acc();
+                    sum + d * d
+                });
         let loss = dot / acc::<T::Acc>(num as f64) / acc::<T::Acc>(2.0);
         top[0].data_mut()[0] = T::from_acc(loss);
         Ok(())
@@ -99,7 +100,11 @@ impl<T: Element> Layer<T> for EuclideanLossLayer {
             if !propagate_down[i] {
                 continue;
             }
-            let sign = if i == 0 { T::Acc::one() } else { -T::Acc::one() };
+            let sign = if i == 0 {
+                T::Acc::one()
+            } else {
+                -T::Acc::one()
+            };
             let alpha = sign * weight / acc::<T::Acc>(num as f64);
             let pairs = bottom[0].data().iter().zip(bottom[1].data());
             for (d, (a, b)) in diff.iter_mut().zip(pairs) {

@@ -40,7 +40,10 @@ impl HingeLossLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 2)?;
         info.expect_tops(1, 1)?;
-        let norm = param.hinge_loss_param.as_ref().map_or(Norm::L1, |p| p.norm());
+        let norm = param
+            .hinge_loss_param
+            .as_ref()
+            .map_or(Norm::L1, |p| p.norm());
         Ok(HingeLossLayer { info, norm })
     }
 
@@ -59,7 +62,7 @@ impl HingeLossLayer {
 fn num_and_dim(shape: &[usize]) -> (usize, usize) {
     let count: usize = shape.iter().product();
     let num = shape.first().copied().unwrap_or(1);
-    (num, if num == 0 { 0 } else { count / num })
+    (num, count.checked_div(num).unwrap_or(0))
 }
 
 impl<T: Element> Layer<T> for HingeLossLayer {

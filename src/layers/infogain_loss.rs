@@ -52,7 +52,7 @@ impl InfogainLossLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 3)?;
         info.expect_tops(1, 2)?;
-        let loss_param = param.loss_param.clone().unwrap_or_default();
+        let loss_param = param.loss_param.unwrap_or_default();
         if loss_param.normalize.is_some() {
             return Err(info.config_error(
                 "loss_param.normalize is deprecated and InfogainLoss rejects it, as Caffe 1.0 \
@@ -109,7 +109,9 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
     fn reshape(&mut self, bottom_shapes: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (scores, labels) = (bottom_shapes[0], bottom_shapes[1]);
         check_same_num(&self.info, scores, labels)?;
-        let axis = self.info.axis("infogain_loss_param.axis", self.axis_param, 0, scores)?;
+        let axis = self
+            .info
+            .axis("infogain_loss_param.axis", self.axis_param, 0, scores)?;
         self.dims = AxisDims::new(scores, axis);
         check_label_count(&self.info, "infogain axis", scores, labels, self.dims)?;
         let c = self.dims.channels;
@@ -155,7 +157,9 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             for s in 0..inner {
                 let position = o * inner + s;
                 let value = labels[position].to_f64();
-                let label = self.info.label(1, position, value, channels, self.ignore_label)?;
+                let label = self
+                    .info
+                    .label(1, position, value, channels, self.ignore_label)?;
                 let Some(label) = label else { continue };
                 for c in 0..channels {
                     let p = prob[(o * channels + c) * inner + s].to_acc();
@@ -194,7 +198,9 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             .collect();
         let diff = &mut bottom_diff[0];
         softmax_forward(bottom[0].data(), diff, self.dims);
-        let prob_weighted = top.get(1).filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
+        let prob_weighted = top
+            .get(1)
+            .filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
         let prob_grad = prob_weighted.map(|prob_top| {
             let mut grad = vec![T::default(); diff.len()];
             softmax_backward(diff, prob_top.diff(), &mut grad, self.dims);
@@ -206,7 +212,9 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             for s in 0..inner {
                 let position = o * inner + s;
                 let value = labels[position].to_f64();
-                let label = self.info.label(1, position, value, channels, self.ignore_label)?;
+                let label = self
+                    .info
+                    .label(1, position, value, channels, self.ignore_label)?;
                 for c in 0..channels {
                     let index = (o * channels + c) * inner + s;
                     let g = match label {

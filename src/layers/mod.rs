@@ -50,12 +50,56 @@ pub const SUPPORTED_TYPES: &[&str] = &[
 /// Layer types of Caffe 1.0 that this crate does not implement; a net may
 /// contain them, and `check` lists them as not supported.
 pub const KNOWN_UNSUPPORTED_TYPES: &[&str] = &[
-    "AbsVal", "ArgMax", "BatchNorm", "BatchReshape", "Bias", "BNLL", "Clip", "Concat",
-    "Convolution", "Crop", "Data", "Deconvolution", "Dropout", "DummyData", "Eltwise", "ELU",
-    "Embed", "Exp", "Filter", "Flatten", "HDF5Data", "HDF5Output", "Im2col", "ImageData",
-    "InnerProduct", "Log", "LRN", "LSTM", "LSTMUnit", "MemoryData", "MVN", "Parameter",
-    "Pooling", "Power", "PReLU", "Python", "Recurrent", "Reduction", "ReLU", "Reshape", "RNN",
-    "Scale", "Silence", "Slice", "SPP", "Split", "Swish", "TanH", "Threshold", "Tile",
+    "AbsVal",
+    "ArgMax",
+    "BatchNorm",
+    "BatchReshape",
+    "Bias",
+    "BNLL",
+    "Clip",
+    "Concat",
+    "Convolution",
+    "Crop",
+    "Data",
+    "Deconvolution",
+    "Dropout",
+    "DummyData",
+    "Eltwise",
+    "ELU",
+    "Embed",
+    "Exp",
+    "Filter",
+    "Flatten",
+    "HDF5Data",
+    "HDF5Output",
+    "Im2col",
+    "ImageData",
+    "InnerProduct",
+    "Log",
+    "LRN",
+    "LSTM",
+    "LSTMUnit",
+    "MemoryData",
+    "MVN",
+    "Parameter",
+    "Pooling",
+    "Power",
+    "PReLU",
+    "Python",
+    "Recurrent",
+    "Reduction",
+    "ReLU",
+    "Reshape",
+    "RNN",
+    "Scale",
+    "Silence",
+    "Slice",
+    "SPP",
+    "Split",
+    "Swish",
+    "TanH",
+    "Threshold",
+    "Tile",
     "WindowData",
 ];
 
@@ -283,7 +327,12 @@ pub fn nearest_type(name: &str) -> Option<&'static str> {
     SUPPORTED_TYPES
         .iter()
         .chain(KNOWN_UNSUPPORTED_TYPES)
-        .map(|candidate| (strsim_distance(&lower, &candidate.to_ascii_lowercase()), *candidate))
+        .map(|candidate| {
+            (
+                strsim_distance(&lower, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= candidate.len().max(3) / 3)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -382,5 +431,7 @@ pub fn warn_ignored(info: &LayerInfo, field: &str) {
 
 /// Scalar read of a top's diff: the loss weight the net put there.
 pub fn top_weight<T: Element>(top: &Blob<T>) -> T::Acc {
-    top.diff().first().map_or_else(T::Acc::default, |w| w.to_acc())
+    top.diff()
+        .first()
+        .map_or_else(T::Acc::default, |w| w.to_acc())
 }

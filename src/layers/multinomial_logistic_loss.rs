@@ -43,7 +43,7 @@ impl MultinomialLogisticLossLayer {
     fn rows<T: Element>(&self, bottom: &[&Blob<T>]) -> Result<(usize, usize, Vec<usize>)> {
         let count = bottom[0].count();
         let num = bottom[0].shape().first().copied().unwrap_or(1);
-        let dim = if num == 0 { 0 } else { count / num };
+        let dim = count.checked_div(num).unwrap_or(0);
         let mut labels = Vec::with_capacity(num);
         for (i, value) in bottom[1].data().iter().take(num).enumerate() {
             if let Some(c) = self.info.label(1, i, value.to_f64(), dim, None)? {

@@ -42,7 +42,7 @@ impl SigmoidCrossEntropyLossLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 2)?;
         info.expect_tops(1, 1)?;
-        let loss_param = param.loss_param.clone().unwrap_or_default();
+        let loss_param = param.loss_param.unwrap_or_default();
         Ok(SigmoidCrossEntropyLossLayer {
             info,
             ignore_label: ignore_label(param),
@@ -99,7 +99,8 @@ impl<T: Element> Layer<T> for SigmoidCrossEntropyLossLayer {
             }
             let x = x.to_acc();
             let positive = if x >= zero { one } else { zero };
-            loss = loss - (x * (t.to_acc() - positive) - (one + (x - two * x * positive).exp()).ln());
+            loss =
+                loss - (x * (t.to_acc() - positive) - (one + (x - two * x * positive).exp()).ln());
             valid += 1;
         }
         let shape = bottom[0].shape();

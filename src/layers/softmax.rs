@@ -90,7 +90,7 @@ pub fn softmax_forward<T: Element>(x: &[T], y: &mut [T], dims: AxisDims) {
                 // Written so that a NaN score makes the max NaN, as Caffe's
                 // comparison-based max does for a NaN in the first channel.
                 let v = v.to_acc();
-                if !(v <= *m) {
+                if v > *m || v.is_nan() {
                     *m = v;
                 }
             }
@@ -148,7 +148,9 @@ impl<T: Element> Layer<T> for SoftmaxLayer {
 
     fn reshape(&mut self, bottom_shapes: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let shape = bottom_shapes[0];
-        let axis = self.info.axis("softmax_param.axis", self.axis_param, 0, shape)?;
+        let axis = self
+            .info
+            .axis("softmax_param.axis", self.axis_param, 0, shape)?;
         self.dims = Some(AxisDims::new(shape, axis));
         Ok(vec![shape.to_vec()])
     }

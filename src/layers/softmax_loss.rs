@@ -57,7 +57,7 @@ impl SoftmaxWithLossLayer {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 2)?;
         info.expect_tops(1, 2)?;
-        let loss_param = param.loss_param.clone().unwrap_or_default();
+        let loss_param = param.loss_param.unwrap_or_default();
         Ok(SoftmaxWithLossLayer {
             axis_param: param.softmax_param.as_ref().map_or(1, |p| p.axis()),
             ignore_label: ignore_label(param),
@@ -129,7 +129,9 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
     fn reshape(&mut self, bottom_shapes: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (scores, labels) = (bottom_shapes[0], bottom_shapes[1]);
         check_same_num(&self.info, scores, labels)?;
-        let axis = self.info.axis("softmax_param.axis", self.axis_param, 0, scores)?;
+        let axis = self
+            .info
+            .axis("softmax_param.axis", self.axis_param, 0, scores)?;
         self.dims = AxisDims::new(scores, axis);
         check_label_count(&self.info, "softmax axis", scores, labels, self.dims)?;
         let mut tops = vec![vec![]];
@@ -156,9 +158,9 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
             for s in 0..inner {
                 let position = o * inner + s;
                 let value = labels[position].to_f64();
-                let label =
-                    self.info
-                        .label(1, position, value, channels, self.ignore_label)?;
+                let label = self
+                    .info
+                    .label(1, position, value, channels, self.ignore_label)?;
                 let Some(label) = label else { continue };
                 let p = prob[(o * channels + label) * inner + s].to_acc();
                 loss = loss - caffe_max(p, floor).ln();
@@ -190,7 +192,9 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
         } = self.dims;
         let diff = &mut bottom_diff[0];
         softmax_forward(bottom[0].data(), diff, self.dims);
-        let prob_weighted = top.get(1).filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
+        let prob_weighted = top
+            .get(1)
+            .filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
         let prob_grad = prob_weighted.map(|prob_top| {
             let mut grad = vec![T::default(); diff.len()];
             softmax_backward(diff, prob_top.diff(), &mut grad, self.dims);
@@ -203,7 +207,9 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
             for s in 0..inner {
                 let position = o * inner + s;
                 let value = labels[position].to_f64();
-                let label = self.info.label(1, position, value, channels, self.ignore_label)?;
+                let label = self
+                    .info
+                    .label(1, position, value, channels, self.ignore_label)?;
                 for c in 0..channels {
                     let index = (o * channels + c) * inner + s;
                     let g = match label {
