@@ -5,7 +5,9 @@ use crate::error::{Error, Result};
 
 /// Number of elements of `shape`, or `None` when the product overflows `usize`.
 pub fn shape_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
 }
 
 /// Formats a shape as Caffe prints it: `2 3 4 5 (120)`.

@@ -13,10 +13,14 @@ pub fn run_on_gpu<T: Element>(
     _phase: Phase,
     _out: Option<&Path>,
 ) -> Result<()> {
-    Err(Error::Device("the GPU net runner is not wired yet".to_string()))
+    Err(Error::Device(
+        "the GPU net runner is not wired yet".to_string(),
+    ))
 }
 
 /// Runs `time` on the GPU.
 pub fn time_on_gpu<T: Element>(_model: &Path, _iterations: usize) -> Result<()> {
-    Err(Error::Device("the GPU net runner is not wired yet".to_string()))
+    Err(Error::Device(
+        "the GPU net runner is not wired yet".to_string(),
+    ))
 }

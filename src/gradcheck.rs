@@ -45,7 +45,10 @@ pub struct GradCheckResult {
 /// non-Input layer, where `s` is the top's loss weight for a scalar loss top
 /// and a fixed random weight in [-1, 1] per element otherwise, so that the
 /// check also covers layers whose outputs always sum to a constant (Softmax).
-pub fn check_gradients(net: &mut Net<f64>, options: GradCheckOptions) -> Result<Vec<GradCheckResult>> {
+pub fn check_gradients(
+    net: &mut Net<f64>,
+    options: GradCheckOptions,
+) -> Result<Vec<GradCheckResult>> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     net.forward()?;
     let seeds = make_seeds(net, &mut rng);
@@ -69,7 +72,9 @@ pub fn check_gradients(net: &mut Net<f64>, options: GradCheckOptions) -> Result<
         let indices: Vec<usize> = if count <= options.max_elements {
             (0..count).collect()
         } else {
-            (0..options.max_elements).map(|_| rng.random_range(0..count)).collect()
+            (0..options.max_elements)
+                .map(|_| rng.random_range(0..count))
+                .collect()
         };
         let mut max_error = 0.0f64;
         for &i in &indices {
@@ -102,7 +107,9 @@ type Seeds = Vec<(usize, usize, Option<Vec<f64>>)>;
 fn make_seeds(net: &Net<f64>, rng: &mut StdRng) -> Seeds {
     let mut seeds = Vec::new();
     for layer in 0..net.num_layers() {
-        let Some(info) = net.layer_info(layer) else { continue };
+        let Some(info) = net.layer_info(layer) else {
+            continue;
+        };
         if info.layer_type == "Input" {
             continue;
         }

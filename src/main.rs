@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => {
             use clap::error::ErrorKind as ClapKind;
-            if matches!(error.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
+            if matches!(
+                error.kind(),
+                ClapKind::DisplayHelp | ClapKind::DisplayVersion
+            ) {
                 print!("{error}");
                 return ExitCode::SUCCESS;
             }

@@ -178,7 +178,8 @@ impl<T: Element> Net<T> {
             }
             let propagate_down: Vec<bool> = (0..bottoms.len())
                 .map(|i| {
-                    let requested = force_backward || given_propagate.get(i).copied().unwrap_or(true);
+                    let requested =
+                        force_backward || given_propagate.get(i).copied().unwrap_or(true);
                     requested && layer.allows_backward(i)
                 })
                 .collect();
@@ -223,7 +224,9 @@ impl<T: Element> Net<T> {
 
     /// Names of the blobs written by Input layers, in order.
     pub fn input_names(&self) -> Vec<String> {
-        self.input_ids().map(|id| self.blob_names[id].clone()).collect()
+        self.input_ids()
+            .map(|id| self.blob_names[id].clone())
+            .collect()
     }
 
     fn input_ids(&self) -> impl Iterator<Item = usize> + '_ {
@@ -262,8 +265,11 @@ impl<T: Element> Net<T> {
     /// Recomputes every blob's shape from the inputs through each layer.
     pub fn reshape(&mut self) -> Result<()> {
         for layer in &mut self.layers {
-            let bottom_shapes: Vec<&[usize]> =
-                layer.bottoms.iter().map(|&b| self.blobs[b].shape()).collect();
+            let bottom_shapes: Vec<&[usize]> = layer
+                .bottoms
+                .iter()
+                .map(|&b| self.blobs[b].shape())
+                .collect();
             let top_shapes = layer.layer.reshape(&bottom_shapes)?;
             for (&top, shape) in layer.tops.iter().zip(&top_shapes) {
                 let shape = self.input_overrides.get(&top).unwrap_or(shape);

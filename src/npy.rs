@@ -24,7 +24,8 @@ pub struct NpyData {
 ///
 /// Float16 and complex files are rejected with a message naming the dtype.
 pub fn read_npy(path: &Path) -> Result<NpyData> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     if meta.is_dir() {
         return Err(Error::file(path, "is a directory, expected a .npy file"));
     }
@@ -98,13 +99,19 @@ fn descriptor(path: &Path) -> Option<String> {
 /// Reads a .npy file into elements of type `T`.
 pub fn read_npy_as<T: Element>(path: &Path) -> Result<(Vec<usize>, Vec<T>)> {
     let data = read_npy(path)?;
-    Ok((data.shape, data.values.into_iter().map(T::from_f64).collect()))
+    Ok((
+        data.shape,
+        data.values.into_iter().map(T::from_f64).collect(),
+    ))
 }
 
 /// Writes `values` of `shape` as a .npy file: float64 for f64 elements,
 /// float32 for the others. The file appears only once complete.
 pub fn write_npy<T: Element>(path: &Path, shape: &[usize], values: &[T]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let temp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| Error::file(dir, format!("cannot create a file here: {e}")))?;
     {

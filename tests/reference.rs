@@ -38,7 +38,10 @@ fn npy_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem().unwrap_or_default().to_string_lossy().to_string()
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string()
 }
 
 /// Runs one case and returns a list of mismatches (empty when it passes).
@@ -52,7 +55,8 @@ fn run_case<T: Element>(case: &Path) -> Vec<String> {
     let mut net = Net::<T>::new(&param, "net.prototxt", &context).expect("net builds");
     for input in npy_files(&case.join("inputs")) {
         let (shape, values) = read_npy_as::<T>(&input).expect("input reads");
-        net.set_input(&stem(&input), &shape, values).expect("input fits");
+        net.set_input(&stem(&input), &shape, values)
+            .expect("input fits");
     }
     net.forward().expect("forward runs");
     net.backward().expect("backward runs");
@@ -88,9 +92,18 @@ fn run_case<T: Element>(case: &Path) -> Vec<String> {
             continue;
         };
         let got = blob.data().iter().map(|v| v.to_f64()).collect();
-        compare(&mut problems, &format!("data {name}"), &expected, blob.shape(), got);
+        compare(
+            &mut problems,
+            &format!("data {name}"),
+            &expected,
+            blob.shape(),
+            got,
+        );
     }
-    let expected_diffs: Vec<String> = npy_files(&case.join("expected/diff")).iter().map(|p| stem(p)).collect();
+    let expected_diffs: Vec<String> = npy_files(&case.join("expected/diff"))
+        .iter()
+        .map(|p| stem(p))
+        .collect();
     let gradients = net.input_gradients();
     let got_diffs: Vec<String> = gradients.iter().map(|(n, _)| n.to_string()).collect();
     let mut sorted = got_diffs.clone();
@@ -104,7 +117,13 @@ fn run_case<T: Element>(case: &Path) -> Vec<String> {
         let path = case.join("expected/diff").join(format!("{name}.npy"));
         if path.exists() {
             let got = blob.diff().iter().map(|v| v.to_f64()).collect();
-            compare(&mut problems, &format!("diff {name}"), &path, blob.shape(), got);
+            compare(
+                &mut problems,
+                &format!("diff {name}"),
+                &path,
+                blob.shape(),
+                got,
+            );
         }
     }
     problems
@@ -112,14 +131,24 @@ fn run_case<T: Element>(case: &Path) -> Vec<String> {
 
 fn run_all<T: Element>() {
     let cases = cases();
-    assert!(cases.len() >= 27, "expected the 27 reference cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 27,
+        "expected the 27 reference cases, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         for problem in run_case::<T>(case) {
             failures.push(format!("{}: {problem}", stem(case)));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches in {}:\n{}", failures.len(), T::NAME, failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches in {}:\n{}",
+        failures.len(),
+        T::NAME,
+        failures.join("\n")
+    );
 }
 
 #[test]

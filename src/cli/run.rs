@@ -51,7 +51,12 @@ pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Re
 pub fn run<T: Element>(options: &RunOptions) -> Result<()> {
     let device = device::select(options.device)?;
     if let Device::Cuda(_) = device {
-        return caffe_loss::gpu_net::run_on_gpu::<T>(options.model.as_path(), &options.inputs, options.phase, options.out.as_deref());
+        return caffe_loss::gpu_net::run_on_gpu::<T>(
+            options.model.as_path(),
+            &options.inputs,
+            options.phase,
+            options.out.as_deref(),
+        );
     }
     let mut net = load_net::<T>(&options.model, &options.inputs, options.phase)?;
     net.forward()?;
@@ -74,10 +79,18 @@ pub fn write_results<T: Element>(net: &Net<T>, out: &Path) -> Result<()> {
             .map_err(|e| Error::file(dir, format!("cannot create folder: {e}")))?;
     }
     for (name, blob) in net.outputs() {
-        write_npy(&data_dir.join(format!("{name}.npy")), blob.shape(), blob.data())?;
+        write_npy(
+            &data_dir.join(format!("{name}.npy")),
+            blob.shape(),
+            blob.data(),
+        )?;
     }
     for (name, blob) in net.input_gradients() {
-        write_npy(&diff_dir.join(format!("{name}.npy")), blob.shape(), blob.diff())?;
+        write_npy(
+            &diff_dir.join(format!("{name}.npy")),
+            blob.shape(),
+            blob.diff(),
+        )?;
     }
     Ok(())
 }

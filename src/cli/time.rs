@@ -56,7 +56,10 @@ pub fn time<T: Element>(model: &Path, iterations: usize, choice: DeviceChoice) -
         println!("{name:>16}\tbackward: {:.5} ms.", per(backward[i]));
     }
     println!("Average Forward pass: {:.5} ms.", per(forward.iter().sum()));
-    println!("Average Backward pass: {:.5} ms.", per(backward.iter().sum()));
+    println!(
+        "Average Backward pass: {:.5} ms.",
+        per(backward.iter().sum())
+    );
     println!("Average Forward-Backward: {:.5} ms.", per(total));
     println!("Total Time: {:.3} ms.", total * 1000.0);
     Ok(())
@@ -89,7 +92,11 @@ fn role_of<T: Element>(
         let Some(index) = layer.bottom.iter().position(|b| b == name) else {
             continue;
         };
-        let first = layer.bottom.first().and_then(|b| net.blob(b)).map(|b| b.shape().to_vec());
+        let first = layer
+            .bottom
+            .first()
+            .and_then(|b| net.blob(b))
+            .map(|b| b.shape().to_vec());
         let first = first.unwrap_or_default();
         let per_sample = first.iter().skip(1).product::<usize>();
         let channel = |axis: i32| {
@@ -98,16 +105,18 @@ fn role_of<T: Element>(
                 .unwrap_or(1)
         };
         let role = match (layer.r#type(), index) {
-            ("SoftmaxWithLoss", 1) => {
-                ("label", channel(layer.softmax_param.as_ref().map_or(1, |p| p.axis())))
-            }
+            ("SoftmaxWithLoss", 1) => (
+                "label",
+                channel(layer.softmax_param.as_ref().map_or(1, |p| p.axis())),
+            ),
             ("InfogainLoss", 1) => (
                 "label",
                 channel(layer.infogain_loss_param.as_ref().map_or(1, |p| p.axis())),
             ),
-            ("Accuracy", 1) => {
-                ("label", channel(layer.accuracy_param.as_ref().map_or(1, |p| p.axis())))
-            }
+            ("Accuracy", 1) => (
+                "label",
+                channel(layer.accuracy_param.as_ref().map_or(1, |p| p.axis())),
+            ),
             ("InfogainLoss", 2) => ("matrix", 0),
             ("HingeLoss" | "MultinomialLogisticLoss", 1) => ("label", per_sample),
             ("MultinomialLogisticLoss", 0) => ("probabilities", 0),
