@@ -34,6 +34,10 @@ enum Command {
         /// Folder for data/<top>.npy and diff/<blob>.npy; nothing is written without it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Folder of expected data/*.npy and diff/*.npy to compare with
+        /// (1e-4 relative tolerance); exits 1 on the first mismatch.
+        #[arg(long)]
+        expect: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
         /// Phase used to filter layers by their include/exclude rules.
@@ -149,6 +153,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
             model,
             inputs,
             out,
+            expect,
             common,
             phase,
         } => {
@@ -156,6 +161,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
                 model,
                 inputs,
                 out,
+                expect,
                 device: common.device.into(),
                 phase: phase.into(),
             };

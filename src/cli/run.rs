@@ -14,6 +14,7 @@ pub struct RunOptions {
     pub model: PathBuf,
     pub inputs: Vec<String>,
     pub out: Option<PathBuf>,
+    pub expect: Option<PathBuf>,
     pub device: DeviceChoice,
     pub phase: Phase,
 }
@@ -62,11 +63,81 @@ pub fn run<T: Element>(options: &RunOptions) -> Result<()> {
     net.forward()?;
     net.backward()?;
     for loss in net.losses() {
-        println!("{} = {}", loss.name, loss.value);
+        print_loss::<T>(&loss.name, loss.value);
     }
     if let Some(out) = &options.out {
         write_results(&net, out)?;
     }
+    if let Some(expected) = &options.expect {
+        compare_expected(&net, expected)?;
+    }
+    Ok(())
+}
+
+/// Prints `<top> = <value>` with the precision of the element type.
+pub fn print_loss<T: Element>(name: &str, value: f64) {
+    if T::NAME == "f64" {
+        println!("{name} = {value}");
+    } else {
+        println!("{name} = {}", value as f32);
+    }
+}
+
+/// Relative tolerance of `--expect`: float32 arithmetic in another order
+/// agrees with Caffe to about 1e-5; 1e-4 (plus 1e-6 absolute) is a real
+/// difference.
+const EXPECT_RELATIVE: f64 = 1e-4;
+const EXPECT_ABSOLUTE: f64 = 1e-6;
+
+/// Compares the tops and input gradients with `dir/data/*.npy` and
+/// `dir/diff/*.npy` as written by Caffe (or by `run --out`).
+fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
+    let mut compared = 0usize;
+    let mut worst = 0.0f64;
+    for kind in ["data", "diff"] {
+        let folder = dir.join(kind);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files.iter().filter(|f| f.extension().is_some_and(|x| x == "npy")) {
+            let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            let got: Option<Vec<f64>> = if kind == "data" {
+                net.blob(&name).map(|b| b.data().iter().map(|v| v.to_f64()).collect())
+            } else {
+                net.input_gradients()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, b)| b.diff().iter().map(|v| v.to_f64()).collect())
+            };
+            let Some(got) = got else {
+                return Err(Error::file(file, format!("this net produces no {kind} for '{name}'")));
+            };
+            let expected = caffe_loss::npy::read_npy(file)?;
+            if expected.values.len() != got.len() {
+                return Err(Error::file(
+                    file,
+                    format!("expected {} values, the net produced {}", expected.values.len(), got.len()),
+                ));
+            }
+            for (i, (e, g)) in expected.values.iter().zip(&got).enumerate() {
+                let error = (e - g).abs();
+                if !(error <= EXPECT_RELATIVE * e.abs() + EXPECT_ABSOLUTE) {
+                    return Err(Error::file(
+                        file,
+                        format!("{kind} '{name}' differs at flat index {i}: expected {e}, got {g}"),
+                    ));
+                }
+                worst = worst.max(error / e.abs().max(1e-6));
+            }
+            compared += 1;
+        }
+    }
+    if compared == 0 {
+        return Err(Error::file(dir, "no expected data/*.npy or diff/*.npy files found"));
+    }
+    println!("matches {}: {compared} arrays, max relative error {worst:.2e}", dir.display());
     Ok(())
 }
 
