@@ -28,17 +28,29 @@ pub enum Device {
 /// Asks whether the driver library can be loaded before touching it, because
 /// cudarc panics when `libcuda.so` is missing.
 pub fn cuda_probe() -> std::result::Result<(), String> {
-    // SAFETY: only asks the loader whether the driver library can be opened.
-    let present = unsafe { cudarc::driver::sys::is_culib_present() };
-    if !present {
-        return Err("the CUDA driver library (libcuda.so) could not be loaded".to_string());
-    }
-    Ok(())
+    crate::gpu::probe()
 }
 
-/// Prints the NVRTC kernel table of `caffe-loss kernels`.
-pub fn print_kernel_report(_arch: Option<&str>, _out: Option<&std::path::Path>) -> Result<()> {
-    Err(Error::Device("kernel report not wired yet".to_string()))
+/// Compiles every kernel for every element type for `arch` (default: the
+/// GPU's own architecture when one is usable, else sm_90) and prints a table
+/// of PTX sizes and compile times; writes the PTX into `out` when given.
+pub fn print_kernel_report(arch: Option<&str>, out: Option<&std::path::Path>) -> Result<()> {
+    let arch = match arch {
+        Some(arch) => arch.to_string(),
+        None => crate::gpu::Gpu::new(0)
+            .map(|gpu| gpu.arch().to_string())
+            .unwrap_or_else(|_| "sm_90".to_string()),
+    };
+    let rows = crate::gpu::kernel_report(&arch, out)?;
+    println!("{:<18} {:<6} {:>10} {:>11}", "kernel", "dtype", "PTX bytes", "compile ms");
+    for row in &rows {
+        println!(
+            "{:<18} {:<6} {:>10} {:>11.1}",
+            row.file, row.dtype, row.ptx_bytes, row.compile_ms
+        );
+    }
+    println!("{} modules compiled for {arch}", rows.len());
+    Ok(())
 }
 
 /// Resolves the user's choice to a device.
