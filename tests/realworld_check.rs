@@ -22,8 +22,15 @@ fn checked_types(name: &str) -> Vec<String> {
         if let LayerOutcome::Failed(why) = &row.outcome {
             panic!("{name}: layer {} failed: {why}", row.name);
         }
-        if let LayerOutcome::Checked { passed, max_error, .. } = &row.outcome {
-            assert!(passed, "{name}: layer {} failed, max error {max_error:?}", row.name);
+        if let LayerOutcome::Checked {
+            passed, max_error, ..
+        } = &row.outcome
+        {
+            assert!(
+                passed,
+                "{name}: layer {} failed, max error {max_error:?}",
+                row.name
+            );
         }
     }
     assert!(report.all_passed());
@@ -49,7 +56,10 @@ fn lenet_softmax_loss_and_accuracy() {
 
 #[test]
 fn siamese_contrastive_loss() {
-    for name in ["02_mnist_siamese_train_test", "06_mnist_siamese_train_test_v1"] {
+    for name in [
+        "02_mnist_siamese_train_test",
+        "06_mnist_siamese_train_test_v1",
+    ] {
         assert_eq!(count(&checked_types(name), "ContrastiveLoss"), 1, "{name}");
     }
 }
@@ -66,15 +76,42 @@ fn autoencoder_losses_and_sigmoids() {
 
 #[test]
 fn googlenet_three_softmax_losses() {
-    assert_eq!(count(&checked_types("07_bvlc_googlenet_train_val"), "SoftmaxWithLoss"), 3);
+    assert_eq!(
+        count(
+            &checked_types("07_bvlc_googlenet_train_val"),
+            "SoftmaxWithLoss"
+        ),
+        3
+    );
 }
 
 #[test]
 fn segmentation_and_edge_nets() {
-    assert_eq!(count(&checked_types("08_cifar10_full_sigmoid_train_test_bn"), "SoftmaxWithLoss"), 1);
-    assert_eq!(count(&checked_types("09_fcn_voc_fcn32s_train"), "SoftmaxWithLoss"), 1);
-    assert_eq!(count(&checked_types("10_fcn_siftflow_fcn32s_trainval"), "SoftmaxWithLoss"), 2);
-    assert_eq!(count(&checked_types("12_hed_train_val"), "SigmoidCrossEntropyLoss"), 6);
+    assert_eq!(
+        count(
+            &checked_types("08_cifar10_full_sigmoid_train_test_bn"),
+            "SoftmaxWithLoss"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&checked_types("09_fcn_voc_fcn32s_train"), "SoftmaxWithLoss"),
+        1
+    );
+    assert_eq!(
+        count(
+            &checked_types("10_fcn_siftflow_fcn32s_trainval"),
+            "SoftmaxWithLoss"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &checked_types("12_hed_train_val"),
+            "SigmoidCrossEntropyLoss"
+        ),
+        6
+    );
 }
 
 #[test]
@@ -82,24 +119,43 @@ fn v0_nets_upgrade_and_check() {
     let types = checked_types("16_lenet_v0_softmax_multinomial");
     assert_eq!(count(&types, "MultinomialLogisticLoss"), 1);
     assert_eq!(count(&types, "Softmax"), 1);
-    assert_eq!(count(&checked_types("17_linear_regression_v0_euclidean"), "EuclideanLoss"), 1);
+    assert_eq!(
+        count(
+            &checked_types("17_linear_regression_v0_euclidean"),
+            "EuclideanLoss"
+        ),
+        1
+    );
 }
 
 #[test]
 fn fork_nets_fail_where_caffe_fails() {
     let cases = [
         ("11_segnet_basic_train", 7, 3, "dense_image_data_param"),
-        ("13_faster_rcnn_zf_end2end_train", 308, 3, "smooth_l1_loss_param"),
+        (
+            "13_faster_rcnn_zf_end2end_train",
+            308,
+            3,
+            "smooth_l1_loss_param",
+        ),
         ("14_mobilenet_ssd_voc_train", 16, 5, "resize_param"),
         ("15_deeplab_v1_train_template", 20, 9, "IMAGE_SEG_DATA"),
         ("18_deepid2_face_train_test", 84, 2, "insanity_param"),
-        ("19_lsi_frcnn_zf_infogain_train", 275, 3, "smooth_l1_loss_param"),
+        (
+            "19_lsi_frcnn_zf_infogain_train",
+            275,
+            3,
+            "smooth_l1_loss_param",
+        ),
     ];
     for (name, line, column, unknown) in cases {
         let error = check_model(&net(name), &CheckOptions::default()).expect_err(name);
         assert_eq!(error.kind(), ErrorKind::ModelText, "{name}");
         let text = error.to_string();
-        assert!(text.contains(&format!(":{line}:{column}: ")), "{name}: {text}");
+        assert!(
+            text.contains(&format!(":{line}:{column}: ")),
+            "{name}: {text}"
+        );
         assert!(text.contains(unknown), "{name}: {text}");
     }
 }
