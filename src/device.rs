@@ -42,7 +42,10 @@ pub fn print_kernel_report(arch: Option<&str>, out: Option<&std::path::Path>) ->
             .unwrap_or_else(|_| "sm_90".to_string()),
     };
     let rows = crate::gpu::kernel_report(&arch, out)?;
-    println!("{:<18} {:<6} {:>10} {:>11}", "kernel", "dtype", "PTX bytes", "compile ms");
+    println!(
+        "{:<18} {:<6} {:>10} {:>11}",
+        "kernel", "dtype", "PTX bytes", "compile ms"
+    );
     for row in &rows {
         println!(
             "{:<18} {:<6} {:>10} {:>11.1}",

@@ -1,4 +1,5 @@
 //! Caffe 1.0's loss layers, forward and backward, on the CPU and on NVIDIA GPUs.
+#![deny(missing_docs)]
 
 pub mod binaryproto;
 pub mod blob;

@@ -101,10 +101,18 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
         };
         let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
-        for file in files.iter().filter(|f| f.extension().is_some_and(|x| x == "npy")) {
-            let name = file.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|x| x == "npy"))
+        {
+            let name = file
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             let got: Option<Vec<f64>> = if kind == "data" {
-                net.blob(&name).map(|b| b.data().iter().map(|v| v.to_f64()).collect())
+                net.blob(&name)
+                    .map(|b| b.data().iter().map(|v| v.to_f64()).collect())
             } else {
                 net.input_gradients()
                     .into_iter()
@@ -112,13 +120,20 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
                     .map(|(_, b)| b.diff().iter().map(|v| v.to_f64()).collect())
             };
             let Some(got) = got else {
-                return Err(Error::file(file, format!("this net produces no {kind} for '{name}'")));
+                return Err(Error::file(
+                    file,
+                    format!("this net produces no {kind} for '{name}'"),
+                ));
             };
             let expected = caffe_loss::npy::read_npy(file)?;
             if expected.values.len() != got.len() {
                 return Err(Error::file(
                     file,
-                    format!("expected {} values, the net produced {}", expected.values.len(), got.len()),
+                    format!(
+                        "expected {} values, the net produced {}",
+                        expected.values.len(),
+                        got.len()
+                    ),
                 ));
             }
             for (i, (e, g)) in expected.values.iter().zip(&got).enumerate() {
@@ -135,9 +150,15 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
         }
     }
     if compared == 0 {
-        return Err(Error::file(dir, "no expected data/*.npy or diff/*.npy files found"));
+        return Err(Error::file(
+            dir,
+            "no expected data/*.npy or diff/*.npy files found",
+        ));
     }
-    println!("matches {}: {compared} arrays, max relative error {worst:.2e}", dir.display());
+    println!(
+        "matches {}: {compared} arrays, max relative error {worst:.2e}",
+        dir.display()
+    );
     Ok(())
 }
 
