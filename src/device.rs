@@ -31,9 +31,9 @@ pub fn cuda_probe() -> std::result::Result<(), String> {
     crate::gpu::probe()
 }
 
-/// Compiles every kernel for every element type for `arch` (default: the
-/// GPU's own architecture when one is usable, else sm_90) and prints a table
-/// of PTX sizes and compile times; writes the PTX into `out` when given.
+/// Compiles every kernel for every element type for `arch` and prints a table
+/// of PTX sizes and compile times. The default architecture is the GPU's own
+/// when one is usable, else sm_90. The PTX is written into `out` when given.
 pub fn print_kernel_report(arch: Option<&str>, out: Option<&std::path::Path>) -> Result<()> {
     let arch = match arch {
         Some(arch) => arch.to_string(),

@@ -56,8 +56,9 @@ pub struct Net<T: Element> {
     needs_gradient: Vec<bool>,
 }
 
-/// Resolves the loss weight of every top as Caffe does: when given, exactly one
-/// per top; when absent, 1 for the first top of a loss layer and 0 elsewhere.
+/// Resolves the loss weight of every top as Caffe does. Given weights must
+/// number one per top. Without them, the first top of a loss layer weighs 1
+/// and every other top 0.
 pub fn loss_weights(info: &LayerInfo, given: &[f32], is_loss: bool) -> Result<Vec<f64>> {
     let tops = info.tops.len();
     if given.is_empty() {
@@ -424,7 +425,7 @@ impl<T: Element> Net<T> {
             .map(|id| &self.blobs[id])
     }
 
-    /// Every top of every non-Input layer, as (name, blob), in layer order.
+    /// Returns every top of every non-Input layer, as (name, blob), in layer order.
     pub fn outputs(&self) -> Vec<(&str, &Blob<T>)> {
         self.layers
             .iter()
@@ -442,8 +443,8 @@ impl<T: Element> Net<T> {
             .collect()
     }
 
-    /// Whether every value of every blob is finite; otherwise the name of the
-    /// first blob holding a NaN or infinity.
+    /// Returns the name of the first blob holding a NaN or an infinity, or
+    /// `None` when every value is finite.
     pub fn first_non_finite(&self) -> Option<&str> {
         self.blobs
             .iter()

@@ -87,7 +87,7 @@ enum Command {
 /// Options shared by `run` and `time`.
 #[derive(Debug, clap::Args)]
 struct Common {
-    /// Where to run: cpu, cuda, or auto (cuda when a GPU is usable, else cpu).
+    /// Device to run on: cpu, cuda, or auto (cuda when a GPU is usable, else cpu).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
     /// Element type of the blobs.
