@@ -1,10 +1,11 @@
 //! Reading and writing .npy files as blob data.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Seek, Write};
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 
 use crate::element::Element;
@@ -29,6 +30,7 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
     if meta.is_dir() {
         return Err(Error::file(path, "is a directory, expected a .npy file"));
     }
+    check_data_length(path, meta.len())?;
     macro_rules! try_as {
         ($t:ty, $convert:expr) => {
             match read_as::<$t>(path) {
@@ -61,6 +63,59 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
             descriptor(path).unwrap_or_else(|| "(unreadable header)".to_string())
         ),
     ))
+}
+
+/// Checks that a file of `file_len` bytes holds as much data as its header's
+/// shape and dtype need, before ndarray-npy allocates a buffer of that size: a
+/// corrupt header declaring billions of values would otherwise abort the
+/// process on the allocation. Headers that cannot be read, and dtypes without
+/// a fixed item size, are left to the full read to report.
+fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let Ok(header) = Header::from_reader(&mut reader) else {
+        return Ok(());
+    };
+    let Ok(header_len) = reader.stream_position() else {
+        return Ok(());
+    };
+    let descr = header.type_descriptor.to_string();
+    let descr = descr.trim_matches('\'');
+    let Some(item_size) = item_size(descr) else {
+        return Ok(());
+    };
+    let needed = header
+        .shape
+        .iter()
+        .try_fold(item_size, |bytes, &dim| bytes.checked_mul(dim as u64));
+    let available = file_len.saturating_sub(header_len);
+    match needed {
+        Some(needed) if needed <= available => Ok(()),
+        Some(needed) => Err(Error::file(
+            path,
+            format!(
+                "truncated .npy file: shape {:?} of dtype {descr} needs {needed} bytes of data, \
+                 the file holds {available}",
+                header.shape
+            ),
+        )),
+        None => Err(Error::file(
+            path,
+            format!(
+                "corrupt .npy file: shape {:?} of dtype {descr} needs more bytes than a file \
+                 can hold",
+                header.shape
+            ),
+        )),
+    }
+}
+
+/// Bytes per element of a numeric or bool dtype descriptor such as `<f4` or
+/// `|b1`; `None` for any other kind.
+fn item_size(descr: &str) -> Option<u64> {
+    let kind_and_size = descr.trim_start_matches(['<', '>', '|', '=']);
+    let size = kind_and_size.strip_prefix(['f', 'i', 'u', 'b', 'c'])?;
+    size.parse().ok()
 }
 
 fn read_as<T: ReadableElement>(path: &Path) -> std::result::Result<ArrayD<T>, ReadNpyError> {
