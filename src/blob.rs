@@ -150,11 +150,40 @@ pub fn canonical_axis(axis: i32, num_axes: usize) -> Option<usize> {
     }
 }
 
+/// Largest number of axes of a blob, Caffe 1.0's `kMaxBlobAxes`.
+pub const MAX_AXES: usize = 32;
+
+/// Largest number of elements of a blob: Caffe 1.0's `Blob::Reshape` rejects
+/// counts above `INT_MAX`.
+pub const MAX_COUNT: usize = i32::MAX as usize;
+
+/// Checks `shape` against Caffe 1.0's blob limits and returns its element
+/// count, or a message saying which limit it breaks.
+///
+/// The limit applies to the product of the non-zero dimensions, which is
+/// stricter than Caffe for shapes with a zero: it keeps every partial product
+/// (such as [`count_range`]) within the limit too.
+pub fn check_shape(shape: &[usize]) -> std::result::Result<usize, String> {
+    if shape.len() > MAX_AXES {
+        return Err(format!(
+            "shape has {} axes; Caffe 1.0 allows at most {MAX_AXES}",
+            shape.len()
+        ));
+    }
+    let non_zero = shape
+        .iter()
+        .filter(|&&dim| dim != 0)
+        .try_fold(1usize, |acc, &dim| acc.checked_mul(dim));
+    match non_zero {
+        Some(count) if count <= MAX_COUNT => Ok(if shape.contains(&0) { 0 } else { count }),
+        _ => Err(format!(
+            "shape {} is too large: the product of its non-zero dimensions must be at most \
+             {MAX_COUNT} (INT_MAX, Caffe 1.0's limit on the elements of a blob)",
+            shape_string(shape)
+        )),
+    }
+}
+
 fn checked_count(shape: &[usize]) -> Result<usize> {
-    shape_count(shape).ok_or_else(|| {
-        Error::Usage(format!(
-            "blob shape {:?} has more elements than this machine can address",
-            shape
-        ))
-    })
+    check_shape(shape).map_err(|message| Error::Usage(format!("invalid blob {message}")))
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use num_traits::Float;
 
-use crate::blob::{shape_string, Blob};
+use crate::blob::{check_shape, shape_string, Blob};
 use crate::caffe::{LayerParameter, NetParameter};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -54,6 +54,10 @@ pub struct Net<T: Element> {
     input_overrides: HashMap<usize, Vec<usize>>,
     /// Whether a blob receives any gradient.
     needs_gradient: Vec<bool>,
+    /// Whether every blob's shape follows from the current inputs: false
+    /// after [`Net::set_input`] or a failed [`Net::reshape`], until the next
+    /// reshape succeeds.
+    shapes_current: bool,
 }
 
 /// Resolves the loss weight of every top as Caffe does. Given weights must
@@ -108,6 +112,7 @@ impl<T: Element> Net<T> {
             blob_names: Vec::new(),
             input_overrides: HashMap::new(),
             needs_gradient: Vec::new(),
+            shapes_current: false,
         };
         let force_backward = param.force_backward();
         let mut current: HashMap<String, usize> = HashMap::new();
@@ -143,21 +148,21 @@ impl<T: Element> Net<T> {
                         ),
                     ));
                 }
+                if tops.iter().any(|&t| net.blob_names[t] == *name) {
+                    return Err(Error::model(
+                        file,
+                        format!(
+                            "layer '{}' ({}): top '{name}' is listed twice",
+                            info.name, info.layer_type
+                        ),
+                    ));
+                }
                 if !in_place && current.contains_key(name) {
                     return Err(Error::model(
                         file,
                         format!(
                             "layer '{}' ({}): top '{name}' is already produced by an earlier \
                              layer; top names must be unique unless written in place",
-                            info.name, info.layer_type
-                        ),
-                    ));
-                }
-                if tops.iter().any(|&t| net.blob_names[t] == *name) {
-                    return Err(Error::model(
-                        file,
-                        format!(
-                            "layer '{}' ({}): top '{name}' is listed twice",
                             info.name, info.layer_type
                         ),
                     ));
@@ -237,8 +242,11 @@ impl<T: Element> Net<T> {
             .flat_map(|l| l.tops.iter().copied())
     }
 
-    /// Feeds an Input blob: the data's shape replaces the declared one and the
-    /// net is reshaped.
+    /// Feeds an Input blob: the data's shape replaces the declared one.
+    ///
+    /// The net is reshaped by the next forward or backward pass (or by
+    /// [`Net::reshape`]), so that several inputs can change their batch size
+    /// together. A shape that does not fit a layer is reported by that pass.
     pub fn set_input(&mut self, name: &str, shape: &[usize], data: Vec<T>) -> Result<()> {
         let id = self
             .input_ids()
@@ -250,7 +258,7 @@ impl<T: Element> Net<T> {
                     self.input_names().join(", ")
                 ))
             })?;
-        let count: usize = shape.iter().product();
+        let count = check_shape(shape).map_err(|message| self.input_shape_error(id, message))?;
         if count != data.len() {
             return Err(Error::Usage(format!(
                 "input '{name}': shape {} needs {count} values, got {}",
@@ -260,20 +268,66 @@ impl<T: Element> Net<T> {
         }
         self.blobs[id] = Blob::from_data(shape, data)?;
         self.input_overrides.insert(id, shape.to_vec());
-        self.reshape()
+        self.shapes_current = false;
+        Ok(())
+    }
+
+    /// Builds the [`Error::Shape`] for a shape of Input blob `id` that breaks
+    /// the blob limits.
+    fn input_shape_error(&self, id: usize, message: String) -> Error {
+        let owner = self.layers.iter().find(|l| l.tops.contains(&id));
+        match owner {
+            Some(layer) => {
+                let info = layer.layer.info();
+                let index = layer.tops.iter().position(|&t| t == id).unwrap_or(0);
+                Error::Shape {
+                    layer: info.name.clone(),
+                    layer_type: info.layer_type.clone(),
+                    blob: info.top(index),
+                    message,
+                }
+            }
+            None => Error::Usage(format!("input '{}': {message}", self.blob_names[id])),
+        }
     }
 
     /// Recomputes every blob's shape from the inputs through each layer.
+    ///
+    /// A loss layer with an empty bottom, and a top whose shape breaks the
+    /// blob limits of [`check_shape`], are [`Error::Shape`] errors.
     pub fn reshape(&mut self) -> Result<()> {
+        self.shapes_current = false;
         for layer in &mut self.layers {
+            let info = layer.layer.info();
             let bottom_shapes: Vec<&[usize]> = layer
                 .bottoms
                 .iter()
                 .map(|&b| self.blobs[b].shape())
                 .collect();
+            if layer.layer.is_loss() {
+                // Caffe divides by the batch size or an element count here,
+                // which gives NaN for an empty batch.
+                let empty = bottom_shapes.iter().position(|s| s.contains(&0));
+                if let Some(index) = empty {
+                    return Err(info.bottom_shape_error(
+                        index,
+                        format!(
+                            "empty blob (shape {}); a loss layer needs at least one element",
+                            shape_string(bottom_shapes[index])
+                        ),
+                    ));
+                }
+            }
             let top_shapes = layer.layer.reshape(&bottom_shapes)?;
-            for (&top, shape) in layer.tops.iter().zip(&top_shapes) {
+            for (index, (&top, shape)) in layer.tops.iter().zip(&top_shapes).enumerate() {
                 let shape = self.input_overrides.get(&top).unwrap_or(shape);
+                let info = layer.layer.info();
+                check_shape(shape).map_err(|message| Error::Shape {
+                    layer: info.name.clone(),
+                    layer_type: info.layer_type.clone(),
+                    blob: info.top(index),
+                    message,
+                })?;
                 if self.blobs[top].shape() != shape.as_slice() || self.blobs[top].count() == 0 {
                     self.blobs[top].reshape(shape)?;
                 }
@@ -282,7 +336,17 @@ impl<T: Element> Net<T> {
                 slot.resize(self.blobs[b].count(), T::default());
             }
         }
+        self.shapes_current = true;
         Ok(())
+    }
+
+    /// Reshapes the net when an input changed since the last reshape.
+    fn ensure_shapes(&mut self) -> Result<()> {
+        if self.shapes_current {
+            Ok(())
+        } else {
+            self.reshape()
+        }
     }
 
     /// Number of layers.
@@ -297,6 +361,7 @@ impl<T: Element> Net<T> {
 
     /// Runs the forward pass of layer `index` alone.
     pub fn forward_layer(&mut self, index: usize) -> Result<()> {
+        self.ensure_shapes()?;
         let Some(layer) = self.layers.get_mut(index) else {
             return Ok(());
         };
@@ -358,6 +423,7 @@ impl<T: Element> Net<T> {
     /// Runs the backward pass of layer `index` alone, adding its bottom
     /// gradients to the bottoms' diffs.
     pub fn backward_layer(&mut self, index: usize) -> Result<()> {
+        self.ensure_shapes()?;
         let Some(layer) = self.layers.get_mut(index) else {
             return Ok(());
         };
@@ -386,6 +452,7 @@ impl<T: Element> Net<T> {
 
     /// Runs every layer backward, last first, from loss-weight seeds.
     pub fn backward(&mut self) -> Result<()> {
+        self.ensure_shapes()?;
         self.prepare_backward();
         self.backward_from_seeds()
     }
