@@ -58,6 +58,10 @@ pub struct Net<T: Element> {
     /// after [`Net::set_input`] or a failed [`Net::reshape`], until the next
     /// reshape succeeds.
     shapes_current: bool,
+    /// Whether a blob's diff is known to be all zeros since
+    /// [`Net::prepare_backward`], so that the first gradient into it can be
+    /// moved in instead of added.
+    diff_is_zero: Vec<bool>,
 }
 
 /// Resolves the loss weight of every top as Caffe does. Given weights must
@@ -113,6 +117,7 @@ impl<T: Element> Net<T> {
             input_overrides: HashMap::new(),
             needs_gradient: Vec::new(),
             shapes_current: false,
+            diff_is_zero: Vec::new(),
         };
         let force_backward = param.force_backward();
         let mut current: HashMap<String, usize> = HashMap::new();
@@ -171,6 +176,7 @@ impl<T: Element> Net<T> {
                 net.blobs.push(Blob::default());
                 net.blob_names.push(name.clone());
                 net.needs_gradient.push(false);
+                net.diff_is_zero.push(false);
                 current.insert(name.clone(), id);
                 tops.push(id);
             }
@@ -410,11 +416,13 @@ impl<T: Element> Net<T> {
         for blob in &mut self.blobs {
             blob.diff_mut().iter_mut().for_each(|d| *d = T::default());
         }
+        self.diff_is_zero.iter_mut().for_each(|z| *z = true);
         for layer in &self.layers {
             for (&t, &weight) in layer.tops.iter().zip(&layer.loss_weights) {
                 if weight != 0.0 {
                     let w = T::from_f64(weight);
                     self.blobs[t].diff_mut().iter_mut().for_each(|d| *d = w);
+                    self.diff_is_zero[t] = false;
                 }
             }
         }
@@ -422,6 +430,10 @@ impl<T: Element> Net<T> {
 
     /// Runs the backward pass of layer `index` alone, adding its bottom
     /// gradients to the bottoms' diffs.
+    ///
+    /// A gradient into a diff that is still all zeros is swapped in rather
+    /// than added, which gives the same values (up to the sign of zero)
+    /// without a pass over both buffers.
     pub fn backward_layer(&mut self, index: usize) -> Result<()> {
         self.ensure_shapes()?;
         let Some(layer) = self.layers.get_mut(index) else {
@@ -439,13 +451,21 @@ impl<T: Element> Net<T> {
             .bottoms
             .iter()
             .zip(&layer.propagate_down)
-            .zip(&layer.scratch)
+            .zip(&mut layer.scratch)
         {
-            if propagate {
-                for (d, g) in self.blobs[b].diff_mut().iter_mut().zip(grad) {
+            if !propagate {
+                continue;
+            }
+            let blob = &mut self.blobs[b];
+            if self.diff_is_zero[b] && blob.diff().len() == grad.len() {
+                let zeros = blob.take_diff();
+                blob.set_diff(std::mem::replace(grad, zeros));
+            } else {
+                for (d, g) in blob.diff_mut().iter_mut().zip(grad.iter()) {
                     *d = T::from_acc(d.to_acc() + g.to_acc());
                 }
             }
+            self.diff_is_zero[b] = false;
         }
         Ok(())
     }
@@ -470,6 +490,7 @@ impl<T: Element> Net<T> {
     /// Diff of top `top` of layer `layer`, to seed a backward pass.
     pub fn output_diff_mut(&mut self, layer: usize, top: usize) -> Option<&mut [T]> {
         let id = *self.layers.get(layer)?.tops.get(top)?;
+        self.diff_is_zero[id] = false;
         Some(self.blobs[id].diff_mut())
     }
 
