@@ -106,6 +106,20 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer {
 
     fn reshape(&mut self, bottom_shapes: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (a, b, flags) = (bottom_shapes[0], bottom_shapes[1], bottom_shapes[2]);
+        for (index, shape) in [(0, a), (1, b), (2, flags)] {
+            // Caffe reads these blobs through num(), channels(), height() and
+            // width(), which abort on a blob of more than 4 axes.
+            if shape.len() > 4 {
+                return Err(self.info.bottom_shape_error(
+                    index,
+                    format!(
+                        "expected at most 4 axes (N × C × 1 × 1), got {} (shape {})",
+                        shape.len(),
+                        shape_string(shape)
+                    ),
+                ));
+            }
+        }
         check_same_num(&self.info, a, b)?;
         let (ca, cb) = (legacy_dim(a, 1), legacy_dim(b, 1));
         if ca != cb {
