@@ -16,6 +16,7 @@ use miette::Diagnostic;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 use crate::caffe;
+use crate::caffe::v1_layer_parameter::LayerType;
 use crate::error::{Error, Result};
 
 pub use filter::filter_net;
@@ -123,12 +124,51 @@ fn text_error(text: &str, file: &str, error: &prost_reflect::text_format::ParseE
         .and_then(|mut labels| labels.next())
         .map_or(text.len(), |label| label.offset());
     let (line, column) = line_and_column(text, offset);
+    let mut message = error.to_string();
+    if let Some(hint) = quoted_v1_type_hint(text, offset, &message) {
+        message.push_str(&hint);
+    }
     Error::ModelText {
         file: file.to_string(),
         line,
         column,
-        message: error.to_string(),
+        message,
     }
+}
+
+/// Explains the error of a quoted type in a V1 `layers` block, such as
+/// `type: "Softmax"`: there `type` is an enum, written without quotes.
+///
+/// Returns `None` unless `message` is about a missing enum value and the field
+/// before `offset` is `type`. Of the caffe.proto fields named `type`, only the
+/// V1 layer's is an enum.
+fn quoted_v1_type_hint(text: &str, offset: usize, message: &str) -> Option<String> {
+    if !message.starts_with("expected an enum value") {
+        return None;
+    }
+    let before = text.get(..offset)?.trim_end();
+    let before = before.strip_suffix(':').unwrap_or(before).trim_end();
+    if !before.ends_with("type") {
+        return None;
+    }
+    let quoted: String = text
+        .get(offset..)?
+        .chars()
+        .skip(1)
+        .take_while(|c| *c != '"' && *c != '\'')
+        .collect();
+    let enum_name = (0..=i32::from(u8::MAX))
+        .filter_map(|value| LayerType::try_from(value).ok())
+        .find(|layer_type| upgrade::v2_type_name(*layer_type).eq_ignore_ascii_case(&quoted))
+        .map(|layer_type| layer_type.as_str_name());
+    let example = match enum_name {
+        Some(name) => format!("here {name}"),
+        None => "such as SOFTMAX or SOFTMAX_LOSS".to_string(),
+    };
+    Some(format!(
+        "; in a V1 'layers' block the type is an enum name without quotes ({example}), \
+         or write the block as a V2 'layer' block, whose type is a quoted string"
+    ))
 }
 
 /// Converts a byte offset in `text` into a 1-based line and column.
