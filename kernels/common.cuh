@@ -118,6 +118,10 @@ __device__ __forceinline__ float op_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double op_sqrt(double x) { return sqrt(x); }
 __device__ __forceinline__ float op_trunc(float x) { return truncf(x); }
 __device__ __forceinline__ double op_trunc(double x) { return trunc(x); }
+// Products the compiler may not fuse into an FMA with a neighbouring add,
+// where the same expression must round the same way on every lane.
+__device__ __forceinline__ float op_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double op_mul_rn(double a, double b) { return __dmul_rn(a, b); }
 
 // std::max semantics, (a < b) ? b : a, as Caffe uses it: a NaN in `a`
 // survives, a NaN in `b` does not.
@@ -156,13 +160,15 @@ __device__ __forceinline__ void max_sum_push(MaxSum<A>& v, A x) {
     }
 }
 
-// Symmetric in its arguments, so every lane of a butterfly gets the same bits.
+// Symmetric in its arguments, so every lane of a butterfly gets the same
+// bits. The products are rounded on their own: an FMA would fuse only one of
+// them with the final add, and which one differs between the two lanes.
 template <typename A>
 __device__ __forceinline__ MaxSum<A> max_sum_merge(MaxSum<A> a, MaxSum<A> b) {
     MaxSum<A> r;
     r.m = (a.m > b.m) ? a.m : b.m;
-    A ta = (a.s == (A)0) ? (A)0 : a.s * op_exp(a.m - r.m);
-    A tb = (b.s == (A)0) ? (A)0 : b.s * op_exp(b.m - r.m);
+    A ta = (a.s == (A)0) ? (A)0 : op_mul_rn(a.s, op_exp(a.m - r.m));
+    A tb = (b.s == (A)0) ? (A)0 : op_mul_rn(b.s, op_exp(b.m - r.m));
     r.s = ta + tb;
     return r;
 }

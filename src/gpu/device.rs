@@ -35,7 +35,7 @@ pub fn probe() -> Result<(), String> {
         return Err(format!(
             "the CUDA driver library was not found (tried {}); this machine has no NVIDIA \
              driver, or its folder is not on the loader path",
-            cudarc::get_lib_name_candidates("cuda").join(", ")
+            crate::gpu::library_candidates("cuda")
         ));
     }
     nvrtc_available()?;
@@ -180,6 +180,13 @@ impl Gpu {
             Some(module) => module.clone(),
             None => {
                 let ptx = compile_ptx(file, dtype, &self.arch)?;
+                if ptx.contains('\0') {
+                    // cudarc would panic turning it into a C string.
+                    return Err(Error::Device(format!(
+                        "the PTX of {} ({dtype}) contains a NUL byte",
+                        file.name
+                    )));
+                }
                 let started = Instant::now();
                 let module = self.context.load_module(Ptx::from_src(ptx)).map_err(|e| {
                     Error::Device(format!(

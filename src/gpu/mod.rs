@@ -30,6 +30,18 @@ pub use device::{probe, Gpu};
 pub use launch::ShapeError;
 pub use nvrtc::{compile_ptx, kernel_report, KernelFile, KernelReportRow, KERNEL_FILES};
 
+/// Returns the file names cudarc tries when it loads library `name`
+/// (`"cuda"`, `"nvrtc"`), without repeats, for error messages.
+pub fn library_candidates(name: &str) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for candidate in cudarc::get_lib_name_candidates(name) {
+        if !names.contains(&candidate) {
+            names.push(candidate);
+        }
+    }
+    names.join(", ")
+}
+
 /// An element type the kernels are compiled for: f32, f64, f16 and bf16.
 ///
 /// The accumulation type (f32, or f64 for f64) is also stored on the device,

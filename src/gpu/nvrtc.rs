@@ -135,7 +135,7 @@ pub fn nvrtc_available() -> Result<(), String> {
                     "NVRTC was not found: none of {} could be loaded. Install it \
                      (scripts/install-cuda-wheels.sh puts libnvrtc.so.13 in .venv) and add \
                      its folder to LD_LIBRARY_PATH before starting the program",
-                    cudarc::get_lib_name_candidates("nvrtc").join(", ")
+                    crate::gpu::library_candidates("nvrtc")
                 ))
             }
         })

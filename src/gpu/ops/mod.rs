@@ -100,8 +100,19 @@ fn alloc_zeroed<V: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>
     what: &str,
     len: usize,
 ) -> Result<CudaSlice<V>> {
-    let bytes = len.saturating_mul(std::mem::size_of::<V>());
-    gpu.stream().alloc_zeros::<V>(len).map_err(|e| {
+    let Some(bytes) = len.checked_mul(std::mem::size_of::<V>()) else {
+        return Err(ctx.config_error(format!(
+            "the {what} would need {len} x {} bytes, more than this machine can address",
+            std::mem::size_of::<V>()
+        )));
+    };
+    let allocated = if len == 0 {
+        // An empty blob still needs a slice to pass; cudarc makes one here.
+        gpu.stream().null::<V>()
+    } else {
+        gpu.stream().alloc_zeros::<V>(len)
+    };
+    allocated.map_err(|e| {
         ctx.device_error(
             &format!("allocating {bytes} bytes for the {what}"),
             &describe_driver_error(&e),
