@@ -323,7 +323,10 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
                 );
                 vec![vec![n, outputs as usize, h, w]]
             }
-            "Flatten" => vec![vec![n, first.iter().skip(1).product()]],
+            "Flatten" => vec![vec![
+                n,
+                saturating_product(first.get(1..).unwrap_or_default()),
+            ]],
             "Crop" => {
                 let reference = layer.bottom.get(1).and_then(|b| shapes.get(b));
                 let mut out = first.clone();
@@ -343,7 +346,7 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
                         .bottom
                         .iter()
                         .filter_map(|b| shapes.get(b).and_then(|s| s.get(axis)))
-                        .sum();
+                        .fold(0usize, |total, &dim| total.saturating_add(dim));
                 }
                 vec![out]
             }
@@ -366,6 +369,15 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
         shapes.entry(name.clone()).or_insert_with(|| shape.clone());
     }
     shapes
+}
+
+/// Product of `dims`, saturating at `usize::MAX`. The shapes inferred here
+/// come from the model or the command line and may be absurdly large; the net
+/// built from them rejects them with a clear error, so they must not overflow
+/// on the way there.
+fn saturating_product(dims: &[usize]) -> usize {
+    dims.iter()
+        .fold(1usize, |product, &dim| product.saturating_mul(dim))
 }
 
 /// Shapes and roles of the bottoms of a supported layer.
@@ -394,7 +406,7 @@ fn layer_inputs(
     let axis = crate::blob::canonical_axis(axis_param, first.len()).unwrap_or(0);
     let classes = first.get(axis).copied().unwrap_or(1);
     let num = first.first().copied().unwrap_or(1);
-    let per_sample: usize = first.iter().skip(1).product();
+    let per_sample = saturating_product(first.get(1..).unwrap_or_default());
     let label_shape: Vec<usize> = first
         .iter()
         .enumerate()
