@@ -23,9 +23,7 @@ fn main() -> ExitCode {
                 print!("{error}");
                 return ExitCode::SUCCESS;
             }
-            let text = error.to_string();
-            let line = text.lines().next().unwrap_or("invalid usage");
-            eprintln!("caffe-loss: {}", line.trim_start_matches("error: "));
+            eprintln!("caffe-loss: {}", usage_error_line(&error));
             return ExitCode::from(2);
         }
     };
@@ -41,5 +39,30 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// Condenses a clap error to one line: its message with the lines that
+/// clap puts under it (the missing argument, the possible values, a tip),
+/// without the usage summary and the `--help` hint that follow.
+fn usage_error_line(error: &clap::Error) -> String {
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a command is required: run, check, time or kernels (see caffe-loss --help)"
+            .to_string();
+    }
+    let text = error.to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.trim_start_matches("error: "));
+        }
+    }
+    if parts.is_empty() {
+        "invalid usage (see caffe-loss --help)".to_string()
+    } else {
+        parts.join(" ")
     }
 }
