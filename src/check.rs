@@ -371,10 +371,11 @@ fn infer_shapes(net: &NetParameter, options: &CheckOptions) -> HashMap<String, V
     shapes
 }
 
-/// Product of `dims`, saturating at `usize::MAX`. The shapes inferred here
-/// come from the model or the command line and may be absurdly large; the net
-/// built from them rejects them with a clear error, so they must not overflow
-/// on the way there.
+/// Multiplies `dims`, saturating at `usize::MAX`.
+///
+/// Inferred shapes come from the model or the command line and may be huge.
+/// The net built from them rejects such shapes with a clear error, so the
+/// inference must not overflow before that.
 fn saturating_product(dims: &[usize]) -> usize {
     dims.iter()
         .fold(1usize, |product, &dim| product.saturating_mul(dim))

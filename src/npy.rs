@@ -65,11 +65,12 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
     ))
 }
 
-/// Checks that a file of `file_len` bytes holds as much data as its header's
-/// shape and dtype need, before ndarray-npy allocates a buffer of that size: a
-/// corrupt header declaring billions of values would otherwise abort the
-/// process on the allocation. Headers that cannot be read, and dtypes without
-/// a fixed item size, are left to the full read to report.
+/// Checks that a file of `file_len` bytes contains as much data as its
+/// header's shape and dtype need.
+///
+/// ndarray-npy allocates the whole buffer before reading, so a corrupt header
+/// declaring billions of values would abort the process. Headers that cannot
+/// be read, and dtypes without a fixed item size, are left to the full read.
 fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut reader = BufReader::new(file);
