@@ -10,12 +10,13 @@
 // score s_c is ahead when s_l < s_c, or when neither score is less than the
 // other and c > l. The row is correct when fewer than top_k classes are
 // ahead. work[0] gets the number of correct rows (as a double) and work[1]
-// the number of rows with a valid label; ignored rows count in neither, and
+// the number of rows with a valid label. Ignored rows count in neither, and
 // invalid labels are recorded in work[2]. When `per_class` is not null (2 * C
 // zeroed words), per_class[2 * l] counts the correct rows of class l and
 // per_class[2 * l + 1] all its rows, with integer atomics.
 // blockDim = (CL_BLOCK_THREADS, 1, 1), any gridDim.x >= 1; static shared
-// memory only (under 1 KiB). `work` needs 4 + 2 * gridDim.x zeroed words.
+// memory only (at most 1032 bytes, as ptxas reports). `work` needs
+// 4 + 2 * gridDim.x zeroed words.
 template <int MAP, typename T>
 __device__ void accuracy_fwd_body(const T* __restrict__ x, const T* __restrict__ label,
                                   u64* __restrict__ work, u64* __restrict__ per_class,

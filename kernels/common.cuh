@@ -19,7 +19,7 @@ typedef unsigned long long u64;
 // (65536 / (4 * 256)), which keeps half of an SM's 2048 threads busy on
 // sm_80 and sm_90 to hide memory latency. With the thread count alone, ptxas
 // 13.0 aimed at 32 registers for sm_80 and sm_90 and spilled a few bytes in
-// several kernels; with a minimum of 1 block it used up to 128 registers.
+// several kernels. With a minimum of 1 block it used up to 128 registers.
 // tests/kernels_ptx.rs checks that no kernel spills under this cap.
 #define CL_LAUNCH_BOUNDS __launch_bounds__(CL_BLOCK_THREADS, 4)
 
@@ -403,9 +403,9 @@ __device__ __forceinline__ void record_bad_label(u64* work, i64 position) {
 
 // Ends a loss kernel: reduces the block's sums and counts, stores them as the
 // block's partial and lets the last block to finish add all partials in block
-// order. Every thread of the block must call it. Integer atomics order the
-// blocks; the float sum itself is never built with atomics, so the same input
-// and grid give the same bits on every run.
+// order. Every thread of the block must call it. Integer atomics only pick
+// the last block. The float sum is never built with atomics, so the same
+// input and grid give the same bits on every run.
 template <typename A>
 __device__ void finish_loss(A thread_sum, u64 thread_count, u64* work) {
     __shared__ bool is_last;

@@ -3,9 +3,9 @@
 // not 0, that is |sim| >= 1 (a NaN flag counts as dissimilar).
 //
 // Both kernels work on rows: row r is a[r * C + c], b[r * C + c] for c in
-// [0, C); `mapping` spreads rows over threads (see common.cuh).
+// [0, C). `mapping` spreads rows over threads (see common.cuh).
 // blockDim = (CL_BLOCK_THREADS, 1, 1), any gridDim.x >= 1. Shared memory: only
-// static scratch (under 1 KiB).
+// static scratch (at most 1032 bytes, as ptxas reports).
 
 template <typename A>
 __device__ __forceinline__ bool is_similar(A sim) {

@@ -2,10 +2,11 @@
 //
 // Both kernels are elementwise with a grid-stride loop (flat index i, 64-bit):
 // blockDim = (CL_BLOCK_THREADS, 1, 1), any gridDim.x >= 1. Shared memory:
-// only the static scratch of finish_loss in the forward (under 1 KiB).
+// only the static scratch of finish_loss in the forward (at most 1032
+// bytes, as ptxas reports).
 
 // euclidean_loss_fwd_<dtype>(a, b, work, n)
-// One thread adds (a[i] - b[i])^2 for each i of its stride; the grid's sum
+// One thread adds (a[i] - b[i])^2 for each i of its stride. The grid's sum
 // goes to work[0] (the caller divides by 2 * num) and n to work[1]. `work`
 // needs 4 + 2 * gridDim.x zeroed words.
 template <typename T>

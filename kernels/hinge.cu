@@ -5,7 +5,8 @@
 // Both kernels work on rows: row r is x[r * dim + j] for j in [0, dim), with
 // label[r]; `mapping` spreads rows over threads (see common.cuh).
 // blockDim = (CL_BLOCK_THREADS, 1, 1), any gridDim.x >= 1. Shared memory: only
-// static scratch (under 1 KiB). `norm` is 1 for L1 and 2 for L2.
+// static scratch (at most 1032 bytes, as ptxas reports). `norm` is 1 for L1
+// and 2 for L2.
 
 #define HINGE_L2 2
 

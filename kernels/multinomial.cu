@@ -6,7 +6,8 @@
 // one thread adds -log(max(prob[r * dim + l], 1e-20)) for label l = label[r]
 // and 1 to the valid count. A label that is not an integer in [0, dim) is
 // recorded in work[2] and adds nothing. blockDim = (CL_BLOCK_THREADS, 1, 1),
-// any gridDim.x >= 1; static shared memory of finish_loss only (under 1 KiB).
+// any gridDim.x >= 1; static shared memory of finish_loss only (at most
+// 1032 bytes, as ptxas reports).
 // `work` needs 4 + 2 * gridDim.x zeroed words.
 template <typename T>
 __device__ void multinomial_logistic_loss_fwd_body(const T* __restrict__ prob,

@@ -7,7 +7,7 @@
 // (MAP_THREAD, MAP_WARP or MAP_BLOCK, see common.cuh). Launch shape for all:
 // blockDim = (CL_BLOCK_THREADS, 1, 1), any gridDim.x >= 1 (rows are visited
 // with a grid-stride loop). Shared memory: only the static scratch of
-// block_allreduce and finish_loss, under 1 KiB.
+// block_allreduce and finish_loss, at most 1032 bytes (ptxas -v).
 
 // softmax_fwd_<dtype>(x, y, outer, channels, inner, mapping)
 // One row group computes y = exp(x - max) / sum(exp(x - max)) for one row:

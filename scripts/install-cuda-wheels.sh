@@ -39,9 +39,12 @@ caffe_loss_install_cuda_wheels() {
     fi
     python="$venv/bin/python"
 
-    local wheel missing=0
+    # `pip list --format=freeze` prints one `name==version` line per package.
+    local installed wheel missing=0
+    installed="$("$python" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null)" ||
+        installed=""
     for wheel in "${CAFFE_LOSS_CUDA_WHEELS[@]}"; do
-        if ! "$python" -m pip show "${wheel%%==*}" 2>/dev/null | grep -qx "Version: ${wheel##*==}"; then
+        if ! grep -Fxq "$wheel" <<<"$installed"; then
             missing=1
         fi
     done

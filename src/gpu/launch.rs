@@ -27,9 +27,9 @@ pub const MAX_GRID_BLOCKS: u32 = 2048;
 /// Largest axis size C that gets one warp per row (when the inner size is
 /// below [`THREAD_ROW_MIN_INNER`]); larger rows get a whole block.
 ///
-/// NOTE: an estimate, not measured: up to 32 elements per lane keep a warp's
-/// loads in flight; above that, one block's eight warps share a row so that
-/// few long rows still spread over the GPU.
+/// NOTE: an estimate, not measured. Up to 32 elements per lane keep a warp's
+/// loads in flight. Above that, one block's eight warps share a row, so that
+/// a few long rows still spread over the GPU.
 pub const WARP_ROW_MAX_CHANNELS: usize = 1024;
 
 /// Smallest inner size that gets one thread per row: from 32 on, the 32
@@ -79,8 +79,8 @@ impl fmt::Display for ShapeError {
 
 impl std::error::Error for ShapeError {}
 
-/// How a row kernel spreads the rows of an outer x C x inner blob over
-/// threads. The discriminant is the `mapping` argument of the kernels
+/// Assignment of the rows of an outer x C x inner blob to the threads of a
+/// row kernel. The discriminant is the `mapping` argument of the kernels
 /// (`MAP_THREAD`, `MAP_WARP`, `MAP_BLOCK` in `kernels/common.cuh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
@@ -124,7 +124,7 @@ impl RowMapping {
 /// Launch of a row kernel over an outer x C x inner blob.
 #[derive(Debug, Clone, Copy)]
 pub struct RowLaunch {
-    /// How rows map to threads.
+    /// Assignment of rows to threads.
     pub mapping: RowMapping,
     /// Number of rows, outer x inner.
     pub rows: u64,

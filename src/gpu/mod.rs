@@ -1,7 +1,7 @@
 //! GPU path: CUDA kernels compiled at run time with NVRTC, and one launcher
 //! per kernel pass.
 //!
-//! - [`probe`] tells whether CUDA is usable here, and [`Gpu`] holds a device's
+//! - [`probe`] checks whether CUDA is usable here, and [`Gpu`] holds a device's
 //!   context, stream and compiled kernels.
 //! - [`nvrtc`] lists the kernel files ([`KERNEL_FILES`]), compiles them to
 //!   PTX with an on-disk cache, and reports PTX sizes ([`kernel_report`]).

@@ -1,10 +1,11 @@
 //! Kernel sources, their compilation to PTX with NVRTC, and the on-disk PTX
 //! cache.
 //!
-//! Each `.cu` file under `kernels/` is compiled once per element type: the
-//! source handed to NVRTC is two generated `#define` lines, `kernels/common.cuh`
-//! and the file itself, with `#line` directives so that NVRTC diagnostics name
-//! `common.cuh` or the `.cu` file and their own line numbers.
+//! Each `.cu` file under `kernels/` is compiled once per element type. The
+//! source handed to NVRTC is two generated `#define` lines,
+//! `kernels/common.cuh` and the file itself. `#line` directives make NVRTC
+//! diagnostics name `common.cuh` or the `.cu` file with their own line
+//! numbers.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -120,7 +121,7 @@ const NVRTC_OPTIONS: &[&str] = &["--std=c++17", "-lineinfo"];
 /// Checks that NVRTC can be loaded; returns why not.
 ///
 /// cudarc panics when a library it needs is missing, so every NVRTC call in
-/// this crate goes through this check first. The answer is computed once.
+/// this crate goes through this check first. The result is computed once.
 pub fn nvrtc_available() -> Result<(), String> {
     static STATUS: OnceLock<Result<(), String>> = OnceLock::new();
     STATUS

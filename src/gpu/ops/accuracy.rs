@@ -115,7 +115,7 @@ pub fn accuracy_forward<T: GpuElement>(
 
     // SAFETY: the arguments match accuracy_fwd_<dtype> in order and type (a
     // missing per_class is a 64-bit zero, which the kernel tests). work and
-    // per_class are written and passed as &mut. scores hold
+    // per_class are written and passed as &mut. scores have
     // outer x channels x inner elements and labels one per row (checked
     // above), per_class 2 x channels words, and a label indexes a row or
     // per_class only after the device checked it is in [0, channels).

@@ -71,7 +71,7 @@ pub fn contrastive_loss_forward<T: GpuElement>(
 
     // SAFETY: the arguments match contrastive_loss_fwd_<dtype> in order and
     // type (dist_sq and margin are T::Acc, the kernel's acc_t). dist_sq and
-    // work are written and passed as &mut. a and b hold num x channels
+    // work are written and passed as &mut. a and b have num x channels
     // elements, similar and dist_sq num (checked above), and work
     // 4 + 2 x gridDim.x words.
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;

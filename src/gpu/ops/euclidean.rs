@@ -33,7 +33,7 @@ pub fn euclidean_loss_forward<T: GpuElement>(
         .arg(&n); // i64 n
 
     // SAFETY: the arguments match euclidean_loss_fwd_<dtype> in order and type.
-    // Only `work` is written and it is passed as &mut. a and b hold n
+    // Only `work` is written and it is passed as &mut. a and b have n
     // elements (checked above); work has 4 + 2 x gridDim.x words.
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;
 
@@ -85,7 +85,7 @@ pub fn euclidean_loss_backward<T: GpuElement>(
 
     // SAFETY: the arguments match euclidean_loss_bwd_<dtype> in order and type
     // (a missing output is a 64-bit zero, which the kernel tests before
-    // writing). da and db are written and passed as &mut. Every buffer holds
+    // writing). da and db are written and passed as &mut. Every buffer has
     // n elements (checked above).
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("euclidean_loss_bwd"), e))?;

@@ -73,7 +73,7 @@ pub fn hinge_loss_forward<T: GpuElement>(
         .arg(&mapping); // int mapping
 
     // SAFETY: the arguments match hinge_loss_fwd_<dtype> in order and type.
-    // Only `work` is written and it is passed as &mut. scores hold num x dim
+    // Only `work` is written and it is passed as &mut. scores have num x dim
     // elements and labels num (checked above); labels are compared with
     // class indices, never used as an index.
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;

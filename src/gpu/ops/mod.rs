@@ -176,7 +176,7 @@ fn alloc_work(gpu: &Gpu, ctx: &LabelContext<'_>, config: &LaunchConfig) -> Resul
     alloc_zeroed::<u64>(gpu, ctx, "loss workspace", launch::work_words(config))
 }
 
-/// Where the labels of a loss forward are, for [`Error::Label`].
+/// Label buffer and class count of a loss forward, for [`Error::Label`].
 struct LabelSource<'a, T> {
     labels: &'a CudaSlice<T>,
     classes: usize,

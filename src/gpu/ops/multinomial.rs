@@ -50,7 +50,7 @@ pub fn multinomial_logistic_loss_forward<T: GpuElement>(
 
     // SAFETY: the arguments match multinomial_logistic_loss_fwd_<dtype> in
     // order and type. Only `work` is written and it is passed as &mut. prob
-    // holds num x dim elements and labels num (checked above); a label
+    // has num x dim elements and labels num (checked above); a label
     // indexes its row only after the device checked it is in [0, dim).
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;
 

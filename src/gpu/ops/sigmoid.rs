@@ -31,7 +31,7 @@ pub fn sigmoid_forward<T: GpuElement>(
         .arg(&n); // i64 n
 
     // SAFETY: the arguments match sigmoid_fwd_<dtype> in order and type. Only
-    // `y` is written and it is passed as &mut. Both buffers hold n elements
+    // `y` is written and it is passed as &mut. Both buffers have n elements
     // (checked above), and the kernel touches indices below n only.
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("sigmoid_fwd"), e))?;
@@ -61,7 +61,7 @@ pub fn sigmoid_backward<T: GpuElement>(
         .arg(&n); // i64 n
 
     // SAFETY: the arguments match sigmoid_bwd_<dtype> in order and type. Only
-    // `dx` is written and it is passed as &mut. All three buffers hold n
+    // `dx` is written and it is passed as &mut. All three buffers have n
     // elements (checked above).
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("sigmoid_bwd"), e))?;
@@ -100,7 +100,7 @@ pub fn sigmoid_cross_entropy_loss_forward<T: GpuElement>(
 
     // SAFETY: the arguments match sigmoid_cross_entropy_loss_fwd_<dtype> in
     // order and type. Only `work` is written and it is passed as &mut. x and
-    // targets hold n elements (checked above), and work has
+    // targets have n elements (checked above), and work has
     // 4 + 2 x gridDim.x words (work_words).
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;
 
@@ -139,7 +139,7 @@ pub fn sigmoid_cross_entropy_loss_backward<T: GpuElement>(
 
     // SAFETY: the arguments match sigmoid_cross_entropy_loss_bwd_<dtype> in
     // order and type (scale is T::Acc, the kernel's acc_t). Only `dx` is
-    // written and it is passed as &mut. All buffers hold n elements.
+    // written and it is passed as &mut. All buffers have n elements.
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("sigmoid_cross_entropy_loss_bwd"), e))?;
     Ok(())

@@ -14,7 +14,7 @@ const FILE: &str = "softmax.cu";
 /// Runs the Softmax forward along an axis: `y = exp(x - max) / sum(exp(x - max))`
 /// over the `channels` elements of each (outer, inner) row.
 ///
-/// `x` and `y` hold `dims.elements()` values.
+/// `x` and `y` have `dims.elements()` values each.
 pub fn softmax_forward<T: GpuElement>(
     gpu: &Gpu,
     ctx: &LabelContext<'_>,
@@ -40,7 +40,7 @@ pub fn softmax_forward<T: GpuElement>(
 
     // SAFETY: the arguments match softmax_fwd_<dtype> in order and type (T is
     // the element type the module was compiled for). Only `y` is written and
-    // it is passed as &mut. Both buffers hold outer x channels x inner
+    // it is passed as &mut. Both buffers have outer x channels x inner
     // elements (checked above), the only indices the kernel touches.
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("softmax_fwd"), e))?;
@@ -76,7 +76,7 @@ pub fn softmax_backward<T: GpuElement>(
         .arg(&mapping); // int mapping
 
     // SAFETY: the arguments match softmax_bwd_<dtype> in order and type. Only
-    // `dx` is written and it is passed as &mut. All three buffers hold
+    // `dx` is written and it is passed as &mut. All three buffers have
     // outer x channels x inner elements (checked above).
     unsafe { builder.launch(plan.config) }
         .map_err(|e| launch_error(ctx, &entry::<T>("softmax_bwd"), e))?;
@@ -87,7 +87,7 @@ pub fn softmax_backward<T: GpuElement>(
 /// `-log(max(p_label, FLT_MIN))` over the rows whose label is not ignored,
 /// with their count.
 ///
-/// `scores` holds `dims.elements()` values and `labels` one per row
+/// `scores` has `dims.elements()` values and `labels` one per row
 /// (`dims.rows()`), as element values. The kernel reads the scores once and
 /// stores each row's max and sum of exponentials in `stats`
 /// (`2 x dims.rows()`, see [`super::alloc_row_stats`]) for
@@ -145,7 +145,7 @@ pub fn softmax_loss_forward<T: GpuElement>(
     // stats is T::Acc, the kernel's acc_t, and a missing prob is a 64-bit
     // zero, which the kernel tests before writing. The written buffers (prob,
     // stats, work) are passed as &mut. Lengths are checked above: scores and
-    // prob hold outer x channels x inner elements, labels one per row, stats
+    // prob have outer x channels x inner elements, labels one per row, stats
     // two per row, and work 4 + 2 x gridDim.x words (work_words). Labels are
     // range-checked on the device before they index a row.
     unsafe { builder.launch(plan.config) }.map_err(|e| launch_error(ctx, &kernel, e))?;
@@ -159,8 +159,8 @@ pub fn softmax_loss_forward<T: GpuElement>(
 }
 
 /// Runs the SoftmaxWithLoss backward: `dx = scale * (p - onehot(label))`,
-/// with p recomputed from `scores` and the forward's `stats`; rows whose
-/// label is ignored (or invalid, which the forward reported) get zeros.
+/// with p recomputed from `scores` and the forward's `stats`. Rows whose
+/// label is ignored, or invalid (which the forward reported), get zeros.
 ///
 /// `scale` is `loss_weight / normalizer`. One read of the scores, one write
 /// of `dx`.
