@@ -49,7 +49,7 @@ fn mapping_kernel_args_match_header() {
 #[test]
 fn block_size_is_whole_warps() {
     assert_eq!(BLOCK_THREADS % WARP_THREADS, 0);
-    assert!(BLOCK_THREADS <= 1024);
+    const { assert!(BLOCK_THREADS <= 1024) };
     assert!(RowMapping::Warp.rows_per_block() * WARP_THREADS == BLOCK_THREADS);
 }
 
