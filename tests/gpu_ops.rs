@@ -3,6 +3,8 @@
 //!
 //! Without a usable GPU every test prints `skipped: <reason>` and returns;
 //! such a run checks nothing.
+// The f64 references index several arrays by the same loop counter.
+#![allow(clippy::needless_range_loop)]
 
 use std::sync::OnceLock;
 
