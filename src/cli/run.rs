@@ -138,7 +138,8 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
             }
             for (i, (e, g)) in expected.values.iter().zip(&got).enumerate() {
                 let error = (e - g).abs();
-                if !(error <= EXPECT_RELATIVE * e.abs() + EXPECT_ABSOLUTE) {
+                let close = error <= EXPECT_RELATIVE * e.abs() + EXPECT_ABSOLUTE;
+                if !close {
                     return Err(Error::file(
                         file,
                         format!("{kind} '{name}' differs at flat index {i}: expected {e}, got {g}"),
