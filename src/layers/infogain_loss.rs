@@ -1,9 +1,10 @@
 //! InfogainLoss: softmax followed by a loss weighted by an infogain matrix H.
 
-use num_traits::{Float, Zero};
+use num_traits::Zero;
 
+use super::math::{acc_view, finish_output, ln, narrow, output_view, sum_map, sum_map2, Buffers};
 use super::softmax::{softmax_backward, softmax_forward, AxisDims};
-use super::softmax_loss::{check_label_count, check_same_num};
+use super::softmax_loss::{check_label_count, check_same_num, parse_labels, IGNORED};
 use super::{caffe_max, ignore_label, top_weight, BuildContext, Layer, LayerInfo, Normalization};
 use crate::blob::{shape_string, Blob};
 use crate::caffe::LayerParameter;
@@ -36,17 +37,27 @@ use crate::layers::multinomial_logistic_loss::LOG_THRESHOLD;
 /// - `infogain_loss_param.axis` (default 1).
 /// - `loss_param.ignore_label`; `loss_param.normalization` (default VALID).
 ///   The deprecated `normalize` is rejected, as Caffe 1.0 rejects it.
-pub struct InfogainLossLayer {
+pub struct InfogainLossLayer<T: Element> {
     info: LayerInfo,
     axis_param: i32,
     ignore_label: Option<i32>,
     normalization: Normalization,
-    source_h: Option<(Vec<usize>, Vec<f64>)>,
+    /// Shape and values of H read from `source`, in the accumulation type.
+    source_h: Option<(Vec<usize>, Vec<T::Acc>)>,
     dims: AxisDims,
     normalizer: f64,
+    /// Probabilities of the last forward pass, kept for backward as Caffe
+    /// keeps `prob_`.
+    prob: Vec<T::Acc>,
+    /// Label of every position of the last forward pass, or [`IGNORED`].
+    labels: Vec<u32>,
+    /// `Σ_k H[l, k]` for each class l, valid where `row_sum_ready[l]`.
+    row_sums: Vec<T::Acc>,
+    row_sum_ready: Vec<bool>,
+    buffers: Buffers<T::Acc>,
 }
 
-impl InfogainLossLayer {
+impl<T: Element> InfogainLossLayer<T> {
     /// Sets the layer up, reading H from `source` when there is no third bottom.
     pub fn new(param: &LayerParameter, context: &BuildContext) -> Result<Self> {
         let info = LayerInfo::from_param(param);
@@ -68,7 +79,7 @@ impl InfogainLossLayer {
                 ));
             };
             let blob = crate::binaryproto::read_blob_proto(&context.resolve(source))?;
-            Some((blob.shape, blob.values))
+            Some((blob.shape, blob.values.iter().map(|&v| acc(v)).collect()))
         } else {
             None
         };
@@ -79,21 +90,31 @@ impl InfogainLossLayer {
             source_h,
             dims: AxisDims::new(&[], 0),
             normalizer: 1.0,
+            prob: Vec::new(),
+            labels: Vec::new(),
+            row_sums: Vec::new(),
+            row_sum_ready: Vec::new(),
+            buffers: Buffers::default(),
             info,
         })
     }
+}
 
-    /// Returns H as accumulation values, from `bottom[2]` or the source file.
-    fn matrix<T: Element>(&self, bottom: &[&Blob<T>]) -> Vec<T::Acc> {
-        match (bottom.get(2), &self.source_h) {
-            (Some(h), _) => h.data().iter().map(|v| v.to_acc()).collect(),
-            (None, Some((_, values))) => values.iter().map(|&v| acc(v)).collect(),
-            (None, None) => Vec::new(),
-        }
+/// H in the accumulation type: `bottom[2]` (widened into `buffer` for 16-bit
+/// types) or the matrix read from `source`.
+fn matrix<'a, T: Element>(
+    bottom: &[&'a Blob<T>],
+    source_h: &'a Option<(Vec<usize>, Vec<T::Acc>)>,
+    buffer: &'a mut Vec<T::Acc>,
+) -> &'a [T::Acc] {
+    match (bottom.get(2), source_h) {
+        (Some(h), _) => acc_view(h.data(), buffer),
+        (None, Some((_, values))) => values,
+        (None, None) => &[],
     }
 }
 
-impl<T: Element> Layer<T> for InfogainLossLayer {
+impl<T: Element> Layer<T> for InfogainLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -146,32 +167,43 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             channels,
             inner,
         } = self.dims;
-        let mut prob = vec![T::default(); bottom[0].count()];
-        softmax_forward(bottom[0].data(), &mut prob, self.dims);
-        let h = self.matrix(bottom);
+        let valid = parse_labels(
+            &self.info,
+            bottom[1].data(),
+            channels,
+            self.ignore_label,
+            &mut self.labels,
+        )?;
+        let buffers = &mut self.buffers;
+        let x = acc_view(bottom[0].data(), &mut buffers.input);
+        self.prob.resize(x.len(), T::Acc::zero());
+        softmax_forward(x, &mut self.prob, self.dims, &mut buffers.work);
+        let h = matrix(bottom, &self.source_h, &mut buffers.second_input);
         let floor: T::Acc = acc(LOG_THRESHOLD);
-        let labels = bottom[1].data();
+        let term = |h: T::Acc, p: T::Acc| h * ln(caffe_max(p, floor));
+        let dim = channels * inner;
         let mut loss = T::Acc::zero();
-        let mut valid = 0usize;
-        for o in 0..outer {
-            for s in 0..inner {
-                let position = o * inner + s;
-                let value = labels[position].to_f64();
-                let label = self
-                    .info
-                    .label(1, position, value, channels, self.ignore_label)?;
-                let Some(label) = label else { continue };
-                for c in 0..channels {
-                    let p = prob[(o * channels + c) * inner + s].to_acc();
-                    loss = loss - h[label * channels + c] * caffe_max(p, floor).ln();
+        for (o, p_row) in self.prob.chunks_exact(dim.max(1)).take(outer).enumerate() {
+            let labels = &self.labels[o * inner..(o + 1) * inner];
+            if inner == 1 {
+                if labels[0] != IGNORED {
+                    let l = labels[0] as usize;
+                    loss = loss - sum_map2(&h[l * channels..(l + 1) * channels], p_row, term);
                 }
-                valid += 1;
+                continue;
+            }
+            for (c, p_c) in p_row.chunks_exact(inner).enumerate() {
+                for (&label, &p) in labels.iter().zip(p_c) {
+                    if label != IGNORED {
+                        loss = loss - term(h[label as usize * channels + c], p);
+                    }
+                }
             }
         }
         self.normalizer = self.normalization.normalizer(outer, inner, valid);
         top[0].data_mut()[0] = T::from_acc(loss / acc::<T::Acc>(self.normalizer));
         if let Some(prob_top) = top.get_mut(1) {
-            prob_top.data_mut().copy_from_slice(&prob);
+            narrow(&self.prob, prob_top.data_mut());
         }
         Ok(())
     }
@@ -187,51 +219,73 @@ impl<T: Element> Layer<T> for InfogainLossLayer {
             return Ok(());
         }
         let AxisDims {
-            outer,
-            channels,
-            inner,
+            channels, inner, ..
         } = self.dims;
-        let h = self.matrix(bottom);
-        let row_sums: Vec<T::Acc> = h
-            .chunks_exact(channels.max(1))
-            .map(|row| row.iter().fold(T::Acc::zero(), |a, &b| a + b))
-            .collect();
-        let diff = &mut bottom_diff[0];
-        softmax_forward(bottom[0].data(), diff, self.dims);
-        let prob_weighted = top
-            .get(1)
-            .filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
-        let prob_grad = prob_weighted.map(|prob_top| {
-            let mut grad = vec![T::default(); diff.len()];
-            softmax_backward(diff, prob_top.diff(), &mut grad, self.dims);
-            grad
-        });
+        let buffers = &mut self.buffers;
+        let h = matrix(bottom, &self.source_h, &mut buffers.second_input);
+        // Only the rows of H named by a label are summed, each once.
+        self.row_sums.resize(channels, T::Acc::zero());
+        self.row_sum_ready.clear();
+        self.row_sum_ready.resize(channels, false);
+        for &label in &self.labels {
+            let l = label as usize;
+            if label != IGNORED && !self.row_sum_ready[l] {
+                self.row_sums[l] = sum_map(&h[l * channels..(l + 1) * channels], |v| v);
+                self.row_sum_ready[l] = true;
+            }
+        }
         let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
-        let labels = bottom[1].data();
-        for o in 0..outer {
-            for s in 0..inner {
-                let position = o * inner + s;
-                let value = labels[position].to_f64();
-                let label = self
-                    .info
-                    .label(1, position, value, channels, self.ignore_label)?;
-                for c in 0..channels {
-                    let index = (o * channels + c) * inner + s;
-                    let g = match label {
-                        None => T::Acc::zero(),
-                        Some(l) => {
-                            (diff[index].to_acc() * row_sums[l] - h[l * channels + c]) * scale
-                        }
+        let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
+        let dim = channels * inner;
+        let rows = self
+            .prob
+            .chunks_exact(dim.max(1))
+            .zip(dx.chunks_exact_mut(dim.max(1)));
+        for ((p_row, dx_row), labels) in rows.zip(self.labels.chunks_exact(inner.max(1))) {
+            if inner == 1 {
+                if labels[0] == IGNORED {
+                    dx_row.iter_mut().for_each(|d| *d = T::Acc::zero());
+                    continue;
+                }
+                let l = labels[0] as usize;
+                let row_sum = self.row_sums[l];
+                let h_row = &h[l * channels..(l + 1) * channels];
+                for ((d, &p), &h) in dx_row.iter_mut().zip(p_row).zip(h_row) {
+                    *d = (p * row_sum - h) * scale;
+                }
+                continue;
+            }
+            let planes = p_row
+                .chunks_exact(inner)
+                .zip(dx_row.chunks_exact_mut(inner));
+            for (c, (p_c, dx_c)) in planes.enumerate() {
+                for ((d, &p), &label) in dx_c.iter_mut().zip(p_c).zip(labels) {
+                    *d = if label == IGNORED {
+                        T::Acc::zero()
+                    } else {
+                        let l = label as usize;
+                        (p * self.row_sums[l] - h[l * channels + c]) * scale
                     };
-                    diff[index] = T::from_acc(g);
                 }
             }
         }
-        if let Some(grad) = prob_grad {
-            for (d, g) in diff.iter_mut().zip(grad) {
-                *d = T::from_acc(d.to_acc() + g.to_acc());
+
+        // A weight on the probability top adds the softmax gradient of that
+        // weight, as for SoftmaxWithLoss.
+        let prob_weighted = top
+            .get(1)
+            .filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
+        if let Some(prob_top) = prob_weighted {
+            let dy = acc_view(prob_top.diff(), &mut buffers.input);
+            let grad = &mut buffers.work;
+            grad.resize(dy.len(), T::Acc::zero());
+            let mut softmax_work = Vec::new();
+            softmax_backward(&self.prob, dy, grad, self.dims, &mut softmax_work);
+            for (d, &g) in dx.iter_mut().zip(grad.iter()) {
+                *d = *d + g;
             }
         }
+        finish_output(&mut bottom_diff[0], &buffers.output);
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ mod euclidean_loss;
 mod hinge_loss;
 mod infogain_loss;
 mod input;
+mod math;
 mod multinomial_logistic_loss;
 mod sigmoid;
 mod sigmoid_cross_entropy_loss;

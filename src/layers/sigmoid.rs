@@ -1,7 +1,8 @@
 //! Sigmoid: the logistic function, elementwise.
 
-use num_traits::{Float, One};
+use num_traits::Float;
 
+use super::math::{acc_view, exp, finish_output, multiversion, output_view, Buffers};
 use super::{Layer, LayerInfo};
 use crate::blob::Blob;
 use crate::caffe::LayerParameter;
@@ -21,27 +22,49 @@ use crate::error::Result;
 ///
 /// # Parameters
 /// `sigmoid_param.engine` is read and ignored.
-pub struct SigmoidLayer {
+pub struct SigmoidLayer<T: Element> {
     info: LayerInfo,
+    buffers: Buffers<T::Acc>,
 }
 
-impl SigmoidLayer {
+impl<T: Element> SigmoidLayer<T> {
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(1, 1)?;
         info.expect_tops(1, 1)?;
-        Ok(SigmoidLayer { info })
+        Ok(SigmoidLayer {
+            info,
+            buffers: Buffers::default(),
+        })
     }
 }
 
-/// The logistic function in the accumulation type.
-#[inline]
-pub fn sigmoid<A: Float>(x: A) -> A {
-    A::one() / (A::one() + (-x).exp())
+/// The logistic function `1 / (1 + e^-x)` in the accumulation type.
+#[inline(always)]
+pub fn sigmoid<A: Float + 'static>(x: A) -> A {
+    A::one() / (A::one() + exp(-x))
 }
 
-impl<T: Element> Layer<T> for SigmoidLayer {
+multiversion! {
+    /// Writes `sigmoid(x)` into `y`.
+    fn sigmoid_map[A](x: &[A], y: &mut [A]) {
+        for (out, &v) in y.iter_mut().zip(x) {
+            *out = sigmoid(v);
+        }
+    }
+}
+
+multiversion! {
+    /// Writes `dy y (1 - y)` into `dx`.
+    fn sigmoid_gradient[A](y: &[A], dy: &[A], dx: &mut [A]) {
+        for ((out, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *out = dy * y * (A::one() - y);
+        }
+    }
+}
+
+impl<T: Element> Layer<T> for SigmoidLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -55,9 +78,11 @@ impl<T: Element> Layer<T> for SigmoidLayer {
     }
 
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
-        for (y, x) in top[0].data_mut().iter_mut().zip(bottom[0].data()) {
-            *y = T::from_acc(sigmoid(x.to_acc()));
-        }
+        let buffers = &mut self.buffers;
+        let x = acc_view(bottom[0].data(), &mut buffers.input);
+        let y = output_view(top[0].data_mut(), &mut buffers.output);
+        sigmoid_map(x, y);
+        finish_output(top[0].data_mut(), &buffers.output);
         Ok(())
     }
 
@@ -71,11 +96,12 @@ impl<T: Element> Layer<T> for SigmoidLayer {
         if !propagate_down[0] {
             return Ok(());
         }
-        let pairs = top[0].data().iter().zip(top[0].diff());
-        for (dx, (y, dy)) in bottom_diff[0].iter_mut().zip(pairs) {
-            let y = y.to_acc();
-            *dx = T::from_acc(dy.to_acc() * y * (T::Acc::one() - y));
-        }
+        let buffers = &mut self.buffers;
+        let y = acc_view(top[0].data(), &mut buffers.input);
+        let dy = acc_view(top[0].diff(), &mut buffers.second_input);
+        let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
+        sigmoid_gradient(y, dy, dx);
+        finish_output(&mut bottom_diff[0], &buffers.output);
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! SoftmaxWithLoss: softmax followed by the multinomial logistic loss.
 
-use num_traits::{Float, One, Zero};
+use num_traits::{One, Zero};
 
+use super::math::{acc_view, finish_output, ln_sum, multiversion, narrow, output_view, Buffers};
 use super::softmax::{softmax_backward, softmax_forward, AxisDims};
 use super::{caffe_max, ignore_label, top_weight, Layer, LayerInfo, Normalization};
 use crate::blob::{shape_string, Blob};
@@ -42,16 +43,26 @@ pub const FLT_MIN: f64 = 1.175_494_350_822_287_5e-38;
 /// Caffe 1.0 aborts when a second top is given together with explicit loss
 /// weights; here it works. Labels out of range are an error, not an
 /// out-of-bounds read.
-pub struct SoftmaxWithLossLayer {
+pub struct SoftmaxWithLossLayer<T: Element> {
     info: LayerInfo,
     axis_param: i32,
     ignore_label: Option<i32>,
     normalization: Normalization,
     dims: AxisDims,
     normalizer: f64,
+    /// Probabilities of the last forward pass, kept for backward as Caffe
+    /// keeps `prob_`.
+    prob: Vec<T::Acc>,
+    /// Label of every position of the last forward pass, [`IGNORED`] where
+    /// the label equals `ignore_label`.
+    labels: Vec<u32>,
+    buffers: Buffers<T::Acc>,
 }
 
-impl SoftmaxWithLossLayer {
+/// Marks an ignored position in a layer's parsed labels.
+pub(super) const IGNORED: u32 = u32::MAX;
+
+impl<T: Element> SoftmaxWithLossLayer<T> {
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
@@ -64,9 +75,46 @@ impl SoftmaxWithLossLayer {
             normalization: Normalization::from_param(&loss_param, Normalization::Valid),
             dims: AxisDims::new(&[], 0),
             normalizer: 1.0,
+            prob: Vec::new(),
+            labels: Vec::new(),
+            buffers: Buffers::default(),
             info,
         })
     }
+}
+
+/// Checks every label of `labels` (outer × inner values) and writes its
+/// class into `parsed`, or [`IGNORED`]. Returns the number of labels not
+/// ignored.
+pub(super) fn parse_labels<T: Element>(
+    info: &LayerInfo,
+    labels: &[T],
+    classes: usize,
+    ignore_label: Option<i32>,
+    parsed: &mut Vec<u32>,
+) -> Result<usize> {
+    parsed.clear();
+    parsed.reserve(labels.len());
+    let mut valid = 0usize;
+    for (position, value) in labels.iter().enumerate() {
+        let label = info.label(1, position, value.to_f64(), classes, ignore_label)?;
+        match label {
+            Some(class) => {
+                let class = u32::try_from(class).ok().filter(|&c| c != IGNORED);
+                let Some(class) = class else {
+                    return Err(info.config_error(format!(
+                        "label {value:?} at position {position} is above {}, the largest \
+                         class index this layer can store",
+                        IGNORED - 1
+                    )));
+                };
+                parsed.push(class);
+                valid += 1;
+            }
+            None => parsed.push(IGNORED),
+        }
+    }
+    Ok(valid)
 }
 
 /// Checks that a label blob has outer × inner values, with Caffe's example.
@@ -113,7 +161,7 @@ pub(super) fn check_same_num(info: &LayerInfo, a: &[usize], b: &[usize]) -> Resu
     ))
 }
 
-impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
+impl<T: Element> Layer<T> for SoftmaxWithLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -147,30 +195,39 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
             channels,
             inner,
         } = self.dims;
-        let mut prob = vec![T::default(); bottom[0].count()];
-        softmax_forward(bottom[0].data(), &mut prob, self.dims);
+        let valid = parse_labels(
+            &self.info,
+            bottom[1].data(),
+            channels,
+            self.ignore_label,
+            &mut self.labels,
+        )?;
+        let buffers = &mut self.buffers;
+        let x = acc_view(bottom[0].data(), &mut buffers.input);
+        self.prob.resize(x.len(), T::Acc::zero());
+        softmax_forward(x, &mut self.prob, self.dims, &mut buffers.work);
 
-        let labels = bottom[1].data();
+        // The clamped probability of each labelled position, 1 (whose log
+        // is 0) at ignored ones, then one vectorised pass of logarithms.
         let floor: T::Acc = acc(FLT_MIN);
-        let mut loss = T::Acc::zero();
-        let mut valid = 0usize;
+        let picked = &mut buffers.output;
+        picked.clear();
         for o in 0..outer {
-            for s in 0..inner {
-                let position = o * inner + s;
-                let value = labels[position].to_f64();
-                let label = self
-                    .info
-                    .label(1, position, value, channels, self.ignore_label)?;
-                let Some(label) = label else { continue };
-                let p = prob[(o * channels + label) * inner + s].to_acc();
-                loss = loss - caffe_max(p, floor).ln();
-                valid += 1;
-            }
+            let labels = &self.labels[o * inner..(o + 1) * inner];
+            let row = &self.prob[o * channels * inner..(o + 1) * channels * inner];
+            picked.extend(labels.iter().enumerate().map(|(s, &label)| {
+                if label == IGNORED {
+                    T::Acc::one()
+                } else {
+                    caffe_max(row[label as usize * inner + s], floor)
+                }
+            }));
         }
+        let loss = -ln_sum(picked);
         self.normalizer = self.normalization.normalizer(outer, inner, valid);
         top[0].data_mut()[0] = T::from_acc(loss / acc::<T::Acc>(self.normalizer));
         if let Some(prob_top) = top.get_mut(1) {
-            prob_top.data_mut().copy_from_slice(&prob);
+            narrow(&self.prob, prob_top.data_mut());
         }
         Ok(())
     }
@@ -179,53 +236,71 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer {
         &mut self,
         top: &[&Blob<T>],
         propagate_down: &[bool],
-        bottom: &[&Blob<T>],
+        _bottom: &[&Blob<T>],
         bottom_diff: &mut [Vec<T>],
     ) -> Result<()> {
         if !propagate_down[0] {
             return Ok(());
         }
-        let AxisDims {
-            outer,
-            channels,
-            inner,
-        } = self.dims;
-        let diff = &mut bottom_diff[0];
-        softmax_forward(bottom[0].data(), diff, self.dims);
+        let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
+        let buffers = &mut self.buffers;
+        let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
+        loss_gradient(&self.prob, &self.labels, dx, self.dims, scale);
+
+        // A weight on the probability top adds the softmax gradient of that
+        // weight; Caffe 1.0 has no such term and leaves top[1]'s diff unused.
         let prob_weighted = top
             .get(1)
             .filter(|p| p.diff().iter().any(|d| d.to_f64() != 0.0));
-        let prob_grad = prob_weighted.map(|prob_top| {
-            let mut grad = vec![T::default(); diff.len()];
-            softmax_backward(diff, prob_top.diff(), &mut grad, self.dims);
-            grad
-        });
+        if let Some(prob_top) = prob_weighted {
+            let dy = acc_view(prob_top.diff(), &mut buffers.input);
+            let grad = &mut buffers.second_input;
+            grad.resize(dy.len(), T::Acc::zero());
+            softmax_backward(&self.prob, dy, grad, self.dims, &mut buffers.work);
+            for (d, &g) in dx.iter_mut().zip(grad.iter()) {
+                *d = *d + g;
+            }
+        }
+        finish_output(&mut bottom_diff[0], &buffers.output);
+        Ok(())
+    }
+}
 
-        let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
-        let labels = bottom[1].data();
-        for o in 0..outer {
-            for s in 0..inner {
-                let position = o * inner + s;
-                let value = labels[position].to_f64();
-                let label = self
-                    .info
-                    .label(1, position, value, channels, self.ignore_label)?;
-                for c in 0..channels {
-                    let index = (o * channels + c) * inner + s;
-                    let g = match label {
-                        None => T::Acc::zero(),
-                        Some(l) if l == c => (diff[index].to_acc() - T::Acc::one()) * scale,
-                        Some(_) => diff[index].to_acc() * scale,
-                    };
-                    diff[index] = T::from_acc(g);
+multiversion! {
+    /// Writes `(p - onehot(label)) × scale` into `dx`, 0 at ignored positions,
+    /// in Caffe's order: the one is subtracted before scaling.
+    fn loss_gradient[A](prob: &[A], labels: &[u32], dx: &mut [A], dims: AxisDims, scale: A) {
+        let AxisDims {
+            channels, inner, ..
+        } = dims;
+        let dim = channels * inner;
+        if dim == 0 {
+            return;
+        }
+        let rows = prob.chunks_exact(dim).zip(dx.chunks_exact_mut(dim));
+        for ((p_row, dx_row), labels) in rows.zip(labels.chunks_exact(inner)) {
+            if inner == 1 {
+                let label = labels[0];
+                if label == IGNORED {
+                    dx_row.iter_mut().for_each(|d| *d = A::zero());
+                    continue;
+                }
+                for (d, &p) in dx_row.iter_mut().zip(p_row) {
+                    *d = p * scale;
+                }
+                let l = label as usize;
+                dx_row[l] = (p_row[l] - A::one()) * scale;
+                continue;
+            }
+            let planes = p_row.chunks_exact(inner).zip(dx_row.chunks_exact_mut(inner));
+            for (c, (p_c, dx_c)) in planes.enumerate() {
+                let c = c as u32;
+                for ((d, &p), &label) in dx_c.iter_mut().zip(p_c).zip(labels) {
+                    let hit = if label == c { A::one() } else { A::zero() };
+                    let g = (p - hit) * scale;
+                    *d = if label == IGNORED { A::zero() } else { g };
                 }
             }
         }
-        if let Some(grad) = prob_grad {
-            for (d, g) in diff.iter_mut().zip(grad) {
-                *d = T::from_acc(d.to_acc() + g.to_acc());
-            }
-        }
-        Ok(())
     }
 }
