@@ -1,7 +1,7 @@
 //! Reading and writing .npy files as blob data.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
@@ -74,6 +74,7 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
 fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut reader = BufReader::new(file);
+    check_header_length(path, &mut reader, file_len)?;
     let Ok(header) = Header::from_reader(&mut reader) else {
         return Ok(());
     };
@@ -109,6 +110,50 @@ fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
             ),
         )),
     }
+}
+
+/// Checks that the header length in the preamble of a .npy file (magic,
+/// version, length) fits in the file, then rewinds `reader`.
+///
+/// ndarray-npy allocates the declared header length before reading it, and a
+/// version 2 or 3 preamble can declare up to 4 GiB.
+fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
+    let mut preamble = [0u8; 12];
+    let mut filled = 0;
+    while filled < preamble.len() {
+        match reader.read(&mut preamble[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
+        }
+    }
+    reader
+        .rewind()
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    if filled < 10 || !preamble.starts_with(b"\x93NUMPY") {
+        return Ok(());
+    }
+    let (prefix_len, header_len) = match preamble[6] {
+        1 => {
+            let length = u16::from_le_bytes([preamble[8], preamble[9]]);
+            (10, u64::from(length))
+        }
+        2 | 3 if filled == 12 => {
+            let bytes = [preamble[8], preamble[9], preamble[10], preamble[11]];
+            (12, u64::from(u32::from_le_bytes(bytes)))
+        }
+        _ => return Ok(()),
+    };
+    if prefix_len + header_len > file_len {
+        return Err(Error::file(
+            path,
+            format!(
+                "truncated .npy file: the header is {header_len} bytes long, but the file has \
+                 only {file_len} bytes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes per element of a numeric or bool dtype descriptor such as `<f4` or
