@@ -613,3 +613,67 @@ pub fn phase_name(phase: Phase) -> &'static str {
         caffe::Phase::Test => "TEST",
     }
 }
+
+/// Fills every Input blob with random values of the range its consumers
+/// expect: labels in [0, C), targets in [0, 1], flags 0 or 1.
+pub fn fill_random_inputs<T: crate::element::Element>(
+    net: &mut Net<T>,
+    param: &NetParameter,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(1701);
+    for name in net.input_names() {
+        let Some(shape) = net.blob(&name).map(|b| b.shape().to_vec()) else {
+            continue;
+        };
+        let (role, classes) = role_of(param, &name, net);
+        let values = random_input(&shape, role, classes, &mut rng);
+        net.set_input(&name, &shape, values.into_iter().map(T::from_f64).collect())?;
+    }
+    Ok(())
+}
+
+fn role_of<T: crate::element::Element>(
+    param: &NetParameter,
+    name: &str,
+    net: &Net<T>,
+) -> (&'static str, usize) {
+    for layer in &param.layer {
+        let Some(index) = layer.bottom.iter().position(|b| b == name) else {
+            continue;
+        };
+        let first = layer
+            .bottom
+            .first()
+            .and_then(|b| net.blob(b))
+            .map(|b| b.shape().to_vec());
+        let first = first.unwrap_or_default();
+        let per_sample = first.iter().skip(1).product::<usize>();
+        let channel = |axis: i32| {
+            crate::blob::canonical_axis(axis, first.len())
+                .and_then(|a| first.get(a).copied())
+                .unwrap_or(1)
+        };
+        let role = match (layer.r#type(), index) {
+            ("SoftmaxWithLoss", 1) => (
+                "label",
+                channel(layer.softmax_param.as_ref().map_or(1, |p| p.axis())),
+            ),
+            ("InfogainLoss", 1) => (
+                "label",
+                channel(layer.infogain_loss_param.as_ref().map_or(1, |p| p.axis())),
+            ),
+            ("Accuracy", 1) => (
+                "label",
+                channel(layer.accuracy_param.as_ref().map_or(1, |p| p.axis())),
+            ),
+            ("InfogainLoss", 2) => ("matrix", 0),
+            ("HingeLoss" | "MultinomialLogisticLoss", 1) => ("label", per_sample),
+            ("MultinomialLogisticLoss", 0) => ("probabilities", 0),
+            ("SigmoidCrossEntropyLoss", 1) => ("target", 0),
+            ("ContrastiveLoss", 2) => ("flag", 0),
+            _ => continue,
+        };
+        return role;
+    }
+    ("data", 0)
+}

@@ -29,6 +29,18 @@ struct NetLayer<T: Element> {
     scratch: Vec<Vec<T>>,
 }
 
+/// Blob ids and backward settings of one layer.
+pub(crate) struct Wiring<'a> {
+    /// Blob ids of the bottoms.
+    pub bottoms: &'a [usize],
+    /// Blob ids of the tops.
+    pub tops: &'a [usize],
+    /// Whether each bottom receives a gradient.
+    pub propagate_down: &'a [bool],
+    /// Loss weight of each top.
+    pub loss_weights: &'a [f64],
+}
+
 /// A loss value of one top after [`Net::forward`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LossOutput {
@@ -347,7 +359,7 @@ impl<T: Element> Net<T> {
     }
 
     /// Reshapes the net when an input changed since the last reshape.
-    fn ensure_shapes(&mut self) -> Result<()> {
+    pub(crate) fn ensure_shapes(&mut self) -> Result<()> {
         if self.shapes_current {
             Ok(())
         } else {
@@ -539,5 +551,35 @@ impl<T: Element> Net<T> {
             .zip(&self.blob_names)
             .find(|(b, _)| b.data().iter().any(|v| !v.to_acc().is_finite()))
             .map(|(_, n)| n.as_str())
+    }
+
+    /// Wiring of layer `index`, for the GPU runner.
+    pub(crate) fn wiring(&self, index: usize) -> Option<Wiring<'_>> {
+        self.layers.get(index).map(|l| Wiring {
+            bottoms: &l.bottoms,
+            tops: &l.tops,
+            propagate_down: &l.propagate_down,
+            loss_weights: &l.loss_weights,
+        })
+    }
+
+    /// Number of blobs, one per top of every layer.
+    pub(crate) fn num_blobs(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Blob with id `id` (ids come from [`Net::wiring`]).
+    pub(crate) fn blob_by_id(&self, id: usize) -> Option<&Blob<T>> {
+        self.blobs.get(id)
+    }
+
+    /// Blob with id `id`, writable (the GPU runner copies results back here).
+    pub(crate) fn blob_by_id_mut(&mut self, id: usize) -> Option<&mut Blob<T>> {
+        self.blobs.get_mut(id)
+    }
+
+    /// Name of the blob with id `id`.
+    pub(crate) fn blob_name_by_id(&self, id: usize) -> &str {
+        self.blob_names.get(id).map_or("", String::as_str)
     }
 }

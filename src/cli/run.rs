@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use caffe_loss::caffe::Phase;
 use caffe_loss::device::{self, Device, DeviceChoice};
+use caffe_loss::gpu::GpuElement;
 use caffe_loss::layers::BuildContext;
 use caffe_loss::net::Net;
 use caffe_loss::npy::{read_npy_as, write_npy};
@@ -49,19 +50,20 @@ pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Re
 }
 
 /// Runs the `run` command.
-pub fn run<T: Element>(options: &RunOptions) -> Result<()> {
-    let device = device::select(options.device)?;
-    if let Device::Cuda(_) = device {
-        return caffe_loss::gpu_net::run_on_gpu::<T>(
+pub fn run<T: GpuElement>(options: &RunOptions) -> Result<()> {
+    let net = match device::select(options.device)? {
+        Device::Cuda(_) => caffe_loss::gpu_net::run_on_gpu::<T>(
             options.model.as_path(),
             &options.inputs,
             options.phase,
-            options.out.as_deref(),
-        );
-    }
-    let mut net = load_net::<T>(&options.model, &options.inputs, options.phase)?;
-    net.forward()?;
-    net.backward()?;
+        )?,
+        Device::Cpu => {
+            let mut net = load_net::<T>(&options.model, &options.inputs, options.phase)?;
+            net.forward()?;
+            net.backward()?;
+            net
+        }
+    };
     for loss in net.losses() {
         print_loss::<T>(&loss.name, loss.value);
     }

@@ -103,6 +103,11 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         source: include_str!("../../kernels/accuracy.cu"),
         entry_points: &["accuracy_fwd"],
     },
+    KernelFile {
+        name: "blob.cu",
+        source: include_str!("../../kernels/blob.cu"),
+        entry_points: &["blob_add"],
+    },
 ];
 
 /// Returns the kernel file named `name` (for example `"softmax.cu"`).

@@ -12,6 +12,7 @@
 //! function's docs).
 
 mod accuracy;
+mod blob;
 mod contrastive;
 mod euclidean;
 mod hinge;
@@ -21,6 +22,7 @@ mod sigmoid;
 mod softmax;
 
 pub use accuracy::{accuracy_forward, AccuracyCounts, AccuracyOptions, ClassCounts};
+pub use blob::blob_add;
 pub use contrastive::{contrastive_loss_backward, contrastive_loss_forward, ContrastiveOptions};
 pub use euclidean::{euclidean_loss_backward, euclidean_loss_forward};
 pub use hinge::{hinge_loss_backward, hinge_loss_forward, HingeNorm};
