@@ -14,7 +14,8 @@
 #      "skipped:" counts as a failure here, since this machine has a GPU;
 #   3. run the small sanitizer case under compute-sanitizer memcheck and
 #      racecheck, when compute-sanitizer is installed;
-#   4. compile every kernel with the CLI (`caffe-loss kernels`), when present.
+#   4. compile every kernel with the CLI (`caffe-loss kernels`), when present;
+#   5. the bandwidth table of scripts/gpu_bandwidth.py on benches/nets.
 # Exits non-zero when any step fails.
 
 set -uo pipefail
@@ -128,6 +129,15 @@ if [ -x "$BIN_DIR/caffe-loss" ]; then
     step "cli-kernels" 120 "$BIN_DIR/caffe-loss" kernels --out "$OUT_DIR/ptx"
 else
     note "skip    caffe-loss kernels (no CLI in $BIN_DIR)"
+fi
+
+# --- 5. Bandwidth table --------------------------------------------------
+
+NETS_DIR="$(cd "$(dirname "$0")/.." && pwd)/benches/nets"
+if [ -x "$BIN_DIR/caffe-loss" ] && [ -d "$NETS_DIR" ]; then
+    step "bandwidth" 180 python3 "$(dirname "$0")/gpu_bandwidth.py" "$BIN_DIR/caffe-loss" "$NETS_DIR"
+else
+    note "skip    bandwidth table (no CLI in $BIN_DIR or no $NETS_DIR)"
 fi
 
 note "failures: $failures"
