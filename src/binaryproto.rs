@@ -27,10 +27,20 @@ pub struct BlobData {
 /// from `double_data` when it is not empty and from `data` otherwise. `diff`
 /// and `double_diff` are ignored.
 ///
-/// A file that is missing, empty, truncated or not a BlobProto, a negative
-/// dimension, an element count that overflows `usize`, or a number of values
-/// that does not match the shape is an [`Error::File`] naming `path`.
+/// A file that is missing, not a regular file, empty, truncated or not a
+/// BlobProto, a negative dimension, an element count that overflows `usize`,
+/// or a number of values that does not match the shape is an [`Error::File`]
+/// naming `path`.
 pub fn read_blob_proto(path: &Path) -> Result<BlobData> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Error::file(path, format!("failed to read blob file: {error}")))?;
+    if !metadata.is_file() {
+        // A device such as /dev/zero never ends and a pipe may never close.
+        return Err(Error::file(
+            path,
+            "failed to read blob file: not a regular file (a folder, device or pipe)",
+        ));
+    }
     let bytes = std::fs::read(path)
         .map_err(|error| Error::file(path, format!("failed to read blob file: {error}")))?;
     if bytes.is_empty() {

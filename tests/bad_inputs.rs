@@ -696,6 +696,15 @@ fn layer_config_cases() -> Vec<Case> {
             fail(File, &["H.binaryproto", "failed to read blob file"]),
         ),
         case(
+            "infogain source that is a device",
+            net(
+                r#"layer { name: "info" type: "InfogainLoss" bottom: "x" bottom: "label"
+                           infogain_loss_param { source: "/dev/zero" } }"#,
+                vec![fill("x", &[2, 2], 0.0), fill("label", &[2], 0.0)],
+            ),
+            fail(File, &["/dev/zero", "not a regular file"]),
+        ),
+        case(
             "infogain source matrix of the wrong size",
             Source::Custom(|dir| {
                 write_blob_proto(&dir.join("H.binaryproto"), &[3, 3], &[1.0; 9])?;
