@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::blob::shape_string;
 use crate::caffe::{self, BlobShape, InputParameter, LayerParameter, NetParameter, Phase};
-use crate::device::DeviceChoice;
+use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::gradcheck::{check_gradients, GradCheckOptions};
 use crate::layers::{BuildContext, SUPPORTED_TYPES};
@@ -69,6 +69,9 @@ pub enum LayerOutcome {
         /// Largest relative gradient error over the bottoms checked, or `None`
         /// when the layer has no gradient (Accuracy).
         max_error: Option<f64>,
+        /// Largest difference between the GPU and the CPU run in f32,
+        /// relative to max(|CPU value|, 1); `None` unless `--device cuda`.
+        gpu_difference: Option<f64>,
         /// Whether the layer passed.
         passed: bool,
     },
@@ -134,16 +137,20 @@ impl CheckReport {
                 LayerOutcome::Checked {
                     loss,
                     max_error,
+                    gpu_difference,
                     passed,
-                } => (
-                    loss.map_or_else(|| "-".to_string(), |l| format!("{l:.6}")),
-                    max_error.map_or_else(|| "no gradient".to_string(), |e| format!("{e:.2e}")),
-                    if *passed {
-                        "pass".into()
-                    } else {
-                        "FAIL".into()
-                    },
-                ),
+                } => {
+                    let verdict = if *passed { "pass" } else { "FAIL" };
+                    let result = match gpu_difference {
+                        Some(d) => format!("{verdict} (GPU vs CPU {d:.2e})"),
+                        None => verdict.to_string(),
+                    };
+                    (
+                        loss.map_or_else(|| "-".to_string(), |l| format!("{l:.6}")),
+                        max_error.map_or_else(|| "no gradient".to_string(), |e| format!("{e:.2e}")),
+                        result,
+                    )
+                }
                 LayerOutcome::Failed(why) => ("-".into(), "-".into(), format!("FAIL: {why}")),
             };
             lines.push([
@@ -198,9 +205,7 @@ enum Role {
 /// Parses, upgrades and filters `path`, then checks every supported layer.
 pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
     let net = crate::prototxt::read_net(path, options.phase)?;
-    if options.device == DeviceChoice::Cuda {
-        crate::device::select(options.device)?;
-    }
+    let device = crate::device::select(options.device)?;
     let context = BuildContext {
         model_dir: path.parent().map(Path::to_path_buf),
     };
@@ -229,7 +234,7 @@ pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
         } else if SUPPORTED_TYPES.contains(&layer_type.as_str()) {
             let inputs = layer_inputs(layer, &shapes, options);
             row.bottom_shapes = inputs.iter().map(|(_, s, _)| s.clone()).collect();
-            row.outcome = match check_layer(layer, &inputs, &context, &mut rng) {
+            row.outcome = match check_layer(layer, &inputs, &context, device, &mut rng) {
                 Ok(outcome) => outcome,
                 Err(e) => LayerOutcome::Failed(e.to_string()),
             };
@@ -542,6 +547,7 @@ fn check_layer(
     layer: &LayerParameter,
     inputs: &[(String, Vec<usize>, Role)],
     context: &BuildContext,
+    device: Device,
     rng: &mut StdRng,
 ) -> Result<LayerOutcome> {
     let shapes: Vec<(String, Vec<usize>)> = inputs
@@ -550,13 +556,14 @@ fn check_layer(
         .collect();
     let param = single_layer_net(layer, &shapes);
     let mut net = Net::<f64>::new(&param, layer.name(), context)?;
-    let mut fed: Vec<&str> = Vec::new();
+    let mut fed: Vec<(String, Vec<usize>, Vec<f64>)> = Vec::new();
     for (name, shape, role) in inputs {
-        if fed.contains(&name.as_str()) {
+        if fed.iter().any(|(n, _, _)| n == name) {
             continue;
         }
-        fed.push(name);
-        net.set_input(name, shape, random_values(shape, *role, rng))?;
+        let values = random_values(shape, *role, rng);
+        net.set_input(name, shape, values.clone())?;
+        fed.push((name.clone(), shape.clone(), values));
     }
     net.forward()?;
     if let Some(blob) = net.first_non_finite() {
@@ -581,20 +588,82 @@ fn check_layer(
             })
         });
     let passed = max_error.is_none_or(|e| e <= GRADIENT_TOLERANCE) && loss.is_finite();
+    let gpu_difference = match device {
+        Device::Cuda(_) => Some(compare_on_gpu(&param, &fed, context)?),
+        Device::Cpu => None,
+    };
+    let gpu_passed = gpu_difference.is_none_or(|d| d <= GPU_TOLERANCE);
     let scalar_top = layer.r#type().ends_with("Loss") || layer.r#type() == "Accuracy";
     let loss = scalar_top.then_some(loss);
     if layer.r#type() == "Accuracy" {
         return Ok(LayerOutcome::Checked {
             loss,
             max_error: None,
-            passed,
+            gpu_difference,
+            passed: passed && gpu_passed,
         });
     }
     Ok(LayerOutcome::Checked {
         loss,
         max_error,
-        passed,
+        gpu_difference,
+        passed: passed && gpu_passed,
     })
+}
+
+/// Largest GPU-versus-CPU difference a layer may show in f32, relative to
+/// max(|CPU value|, 1): both sum in f32, in different orders.
+pub const GPU_TOLERANCE: f64 = 1e-4;
+
+/// Runs the single-layer net `param` in f32 on the CPU and on the GPU with
+/// the same inputs and returns the largest relative difference over the tops
+/// and the input gradients.
+fn compare_on_gpu(
+    param: &NetParameter,
+    inputs: &[(String, Vec<usize>, Vec<f64>)],
+    context: &BuildContext,
+) -> Result<f64> {
+    let build = || -> Result<Net<f32>> {
+        let mut net = Net::<f32>::new(param, "check", context)?;
+        for (name, shape, values) in inputs {
+            net.set_input(name, shape, values.iter().map(|&v| v as f32).collect())?;
+        }
+        Ok(net)
+    };
+    let mut cpu = build()?;
+    cpu.forward()?;
+    cpu.backward()?;
+    let gpu = crate::gpu::Gpu::new(0)?;
+    let mut device_net = crate::gpu_net::GpuNet::new(gpu, build()?, param, context)?;
+    device_net.forward()?;
+    device_net.backward()?;
+    let device = device_net.download()?;
+
+    let mut worst = 0.0f64;
+    let mut compare = |a: &[f32], b: &[f32]| {
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(*x), f64::from(*y));
+            let difference = (x - y).abs() / x.abs().max(1.0);
+            if difference.is_nan() || difference > worst {
+                worst = if difference.is_nan() {
+                    f64::INFINITY
+                } else {
+                    difference
+                };
+            }
+        }
+    };
+    for ((_, a), (_, b)) in cpu.outputs().iter().zip(device.outputs().iter()) {
+        compare(a.data(), b.data());
+    }
+    for ((_, a), (_, b)) in cpu
+        .input_gradients()
+        .iter()
+        .zip(device.input_gradients().iter())
+    {
+        compare(a.diff(), b.diff());
+    }
+    Ok(worst)
 }
 
 /// Shapes of `check` rows as Caffe prints them, for messages.
