@@ -2005,3 +2005,41 @@ fn cli_check_huge_shape() {
     assert!(stdout.contains("2147483647"), "stdout: {stdout}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }
+
+#[test]
+fn cli_out_names_stay_inside() {
+    let dir = match TempDir::new() {
+        Ok(dir) => dir,
+        Err(error) => panic!("cannot create a temporary folder: {error}"),
+    };
+    write_cli_model(dir.path());
+    // Top names that would address files outside --out if used as paths.
+    let model = format!(
+        "{}{}",
+        input_layer(&[("x", &[2, 2]), ("label", &[2])]),
+        r#"layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "label"
+                   top: "../../up" top: "/abs/prob" }"#
+    );
+    write(&dir.path().join("escape.prototxt"), model.as_bytes());
+    let inputs = ["--input", "x=x.npy", "--input", "label=label.npy"];
+    let mut args = vec!["run", "escape.prototxt"];
+    args.extend(inputs);
+    args.extend(["--out", "out"]);
+    let (code, _stdout, stderr) = cli(dir.path(), &args);
+    assert_eq!(code, 0, "stderr: {stderr}");
+
+    let out = dir.path().join("out");
+    let written = files_under(&out);
+    assert!(out.join("data/%2E.%2F..%2Fup.npy").is_file(), "{written:?}");
+    assert!(out.join("data/%2Fabs%2Fprob.npy").is_file(), "{written:?}");
+    assert!(!dir.path().join("up.npy").exists());
+    assert!(!Path::new("/abs/prob.npy").exists());
+
+    // The encoded names map back to the blobs when compared with --expect.
+    let mut args = vec!["run", "escape.prototxt"];
+    args.extend(inputs);
+    args.extend(["--expect", "out"]);
+    let (code, stdout, stderr) = cli(dir.path(), &args);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("matches"), "stdout: {stdout}");
+}

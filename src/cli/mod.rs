@@ -31,7 +31,8 @@ enum Command {
         /// An Input blob and the .npy file that feeds it, as BLOB=FILE.
         #[arg(long = "input", value_name = "BLOB=FILE")]
         inputs: Vec<String>,
-        /// Folder for data/<top>.npy and diff/<blob>.npy; nothing is written without it.
+        /// Folder for data/<top>.npy and diff/<blob>.npy, with / and % in names
+        /// written as %2F and %25; nothing is written without it.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Folder of expected data/*.npy and diff/*.npy to compare with

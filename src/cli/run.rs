@@ -107,11 +107,8 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
             .iter()
             .filter(|f| f.extension().is_some_and(|x| x == "npy"))
         {
-            let name = file
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            let name = blob_name_of_file(&stem);
             let got: Option<Vec<f64>> = if kind == "data" {
                 net.blob(&name)
                     .map(|b| b.data().iter().map(|v| v.to_f64()).collect())
@@ -165,27 +162,93 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `out/data/<top>.npy` and `out/diff/<blob>.npy`.
+/// Longest file name most file systems accept, in bytes (`NAME_MAX` on Linux).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Returns the file that `run --out` writes blob `name` to, `name.npy` with
+/// `%`, `/`, `\`, control characters and a leading `.` percent-encoded, so
+/// that a name such as `loss1/loss` or `../x` stays inside its folder.
+pub fn blob_file_name(name: &str) -> String {
+    let mut file = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        let escape = matches!(c, '%' | '/' | '\\') || c.is_control() || (i == 0 && c == '.');
+        if escape {
+            let mut buffer = [0u8; 4];
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                file.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            file.push(c);
+        }
+    }
+    file.push_str(".npy");
+    file
+}
+
+/// Returns the blob name of a file stem written by [`blob_file_name`].
+pub fn blob_name_of_file(stem: &str) -> String {
+    let bytes = stem.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// Writes `out/data/<top>.npy` and `out/diff/<blob>.npy`, with file names
+/// from [`blob_file_name`].
+///
+/// Every file name is checked before the first file is written, so a name
+/// that is too long leaves `out` untouched.
 pub fn write_results<T: Element>(net: &Net<T>, out: &Path) -> Result<()> {
     let data_dir = out.join("data");
     let diff_dir = out.join("diff");
+    let mut files: Vec<(PathBuf, &[usize], &[T])> = Vec::new();
+    for (name, blob) in net.outputs() {
+        files.push((
+            data_dir.join(blob_file_name(name)),
+            blob.shape(),
+            blob.data(),
+        ));
+    }
+    for (name, blob) in net.input_gradients() {
+        files.push((
+            diff_dir.join(blob_file_name(name)),
+            blob.shape(),
+            blob.diff(),
+        ));
+    }
+    for (path, _, _) in &files {
+        let length = path.file_name().map_or(0, |name| name.len());
+        if length > MAX_FILE_NAME_BYTES {
+            return Err(Error::file(
+                path,
+                format!(
+                    "cannot write this blob: its file name is {length} bytes long, more than \
+                     the {MAX_FILE_NAME_BYTES} a file system accepts; shorten the blob name"
+                ),
+            ));
+        }
+    }
     for dir in [&data_dir, &diff_dir] {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::file(dir, format!("cannot create folder: {e}")))?;
     }
-    for (name, blob) in net.outputs() {
-        write_npy(
-            &data_dir.join(format!("{name}.npy")),
-            blob.shape(),
-            blob.data(),
-        )?;
-    }
-    for (name, blob) in net.input_gradients() {
-        write_npy(
-            &diff_dir.join(format!("{name}.npy")),
-            blob.shape(),
-            blob.diff(),
-        )?;
+    for (path, shape, values) in files {
+        write_npy(&path, shape, values)?;
     }
     Ok(())
 }
