@@ -1,8 +1,9 @@
 //! ContrastiveLoss: pulls similar pairs together and pushes dissimilar pairs
 //! beyond a margin.
 
-use num_traits::{Float, One, Zero};
+use num_traits::{Float, Zero};
 
+use super::math::{acc_view, finish_output, multiversion, output_view, sum_map2, Buffers};
 use super::softmax_loss::check_same_num;
 use super::{caffe_max, top_weight, Layer, LayerInfo};
 use crate::blob::{legacy_dim, shape_string, Blob};
@@ -31,13 +32,20 @@ use crate::error::{Error, Result};
 /// # Parameters
 /// - `contrastive_loss_param.margin` (default 1).
 /// - `contrastive_loss_param.legacy_version` (default false).
-pub struct ContrastiveLossLayer {
+pub struct ContrastiveLossLayer<T: Element> {
     info: LayerInfo,
     margin: f64,
     legacy: bool,
+    /// Similarity flag of every pair of the last forward pass.
+    similar: Vec<bool>,
+    /// `d²` of every pair of the last forward pass, as Caffe keeps `dist_sq_`.
+    dist_sq: Vec<T::Acc>,
+    /// Gradient factor of every pair for `bottom[0]`.
+    betas: Vec<T::Acc>,
+    buffers: Buffers<T::Acc>,
 }
 
-impl ContrastiveLossLayer {
+impl<T: Element> ContrastiveLossLayer<T> {
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
@@ -48,6 +56,10 @@ impl ContrastiveLossLayer {
             info,
             margin: f64::from(p.margin()),
             legacy: p.legacy_version(),
+            similar: Vec::new(),
+            dist_sq: Vec::new(),
+            betas: Vec::new(),
+            buffers: Buffers::default(),
         })
     }
 
@@ -66,32 +78,85 @@ impl ContrastiveLossLayer {
         ))
     }
 
-    /// Reads the flags: true for a similar pair.
-    fn similar<T: Element>(&self, flags: &Blob<T>) -> Result<Vec<bool>> {
-        flags
-            .data()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let value = f.to_f64();
-                if value.is_nan() {
-                    return Err(Error::Label {
-                        layer: self.info.name.clone(),
-                        layer_type: self.info.layer_type.clone(),
-                        blob: self.info.bottom(2),
-                        position: i,
-                        value,
-                        max_valid: 1,
-                        ignore: String::new(),
-                    });
-                }
-                Ok(value.trunc() != 0.0)
-            })
-            .collect()
+    /// Reads the flags into `self.similar`: true for a similar pair.
+    fn read_flags(&mut self, flags: &Blob<T>) -> Result<()> {
+        self.similar.clear();
+        for (i, f) in flags.data().iter().enumerate() {
+            let value = f.to_f64();
+            if value.is_nan() {
+                return Err(Error::Label {
+                    layer: self.info.name.clone(),
+                    layer_type: self.info.layer_type.clone(),
+                    blob: self.info.bottom(2),
+                    position: i,
+                    value,
+                    max_valid: 1,
+                    ignore: String::new(),
+                });
+            }
+            self.similar.push(value.trunc() != 0.0);
+        }
+        Ok(())
     }
 }
 
-impl<T: Element> Layer<T> for ContrastiveLossLayer {
+multiversion! {
+    /// Writes `Σ_c (a_c - b_c)²` of every row of `channels` values into `out`.
+    fn squared_distances[A](a: &[A], b: &[A], channels: usize, out: &mut [A]) {
+        let rows = a.chunks_exact(channels).zip(b.chunks_exact(channels));
+        for (d, (a, b)) in out.iter_mut().zip(rows) {
+            *d = sum_map2(a, b, |x, y| {
+                let diff = x - y;
+                diff * diff
+            });
+        }
+    }
+}
+
+multiversion! {
+    /// Writes `β_n (a - b)` into `da` and `-β_n (a - b)` into `db`, row by
+    /// row, each when given. For `bottom[1]` Caffe negates α, which negates
+    /// β exactly, so the values are the same.
+    fn pair_gradients[A](
+        a: &[A],
+        b: &[A],
+        channels: usize,
+        betas: &[A],
+        da: Option<&mut [A]>,
+        db: Option<&mut [A]>,
+    ) {
+        let rows = a.chunks_exact(channels).zip(b.chunks_exact(channels)).zip(betas);
+        match (da, db) {
+            (Some(da), Some(db)) => {
+                let outputs = da.chunks_exact_mut(channels).zip(db.chunks_exact_mut(channels));
+                for (((a, b), &beta), (da, db)) in rows.zip(outputs) {
+                    for ((out_a, out_b), (&x, &y)) in da.iter_mut().zip(db.iter_mut()).zip(a.iter().zip(b)) {
+                        let g = beta * (x - y);
+                        *out_a = g;
+                        *out_b = -g;
+                    }
+                }
+            }
+            (Some(da), None) => {
+                for (((a, b), &beta), out) in rows.zip(da.chunks_exact_mut(channels)) {
+                    for (o, (&x, &y)) in out.iter_mut().zip(a.iter().zip(b)) {
+                        *o = beta * (x - y);
+                    }
+                }
+            }
+            (None, Some(db)) => {
+                for (((a, b), &beta), out) in rows.zip(db.chunks_exact_mut(channels)) {
+                    for (o, (&x, &y)) in out.iter_mut().zip(a.iter().zip(b)) {
+                        *o = -(beta * (x - y));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+impl<T: Element> Layer<T> for ContrastiveLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -151,14 +216,20 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer {
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
         let num = legacy_dim(bottom[0].shape(), 0);
         let channels = legacy_dim(bottom[0].shape(), 1);
-        let similar = self.similar(bottom[2])?;
+        self.read_flags(bottom[2])?;
+        let buffers = &mut self.buffers;
+        let a = acc_view(bottom[0].data(), &mut buffers.input);
+        let b = acc_view(bottom[1].data(), &mut buffers.second_input);
+        self.dist_sq.resize(num, T::Acc::zero());
+        if channels == 0 {
+            self.dist_sq.fill(T::Acc::zero());
+        } else {
+            squared_distances(a, b, channels, &mut self.dist_sq);
+        }
         let margin: T::Acc = acc(self.margin);
         let zero = T::Acc::zero();
         let mut loss = zero;
-        let rows = bottom[0].data().chunks_exact(channels.max(1));
-        let pairs = rows.zip(bottom[1].data().chunks_exact(channels.max(1)));
-        for ((a, b), &is_similar) in pairs.zip(&similar).take(num) {
-            let dist_sq = squared_distance(a, b);
+        for (&dist_sq, &is_similar) in self.dist_sq.iter().zip(&self.similar) {
             loss = loss
                 + if is_similar {
                     dist_sq
@@ -181,55 +252,52 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer {
         bottom: &[&Blob<T>],
         bottom_diff: &mut [Vec<T>],
     ) -> Result<()> {
+        if !propagate_down[0] && !propagate_down[1] {
+            return Ok(());
+        }
         let num = legacy_dim(bottom[0].shape(), 0);
-        let channels = legacy_dim(bottom[0].shape(), 1).max(1);
-        let similar = self.similar(bottom[2])?;
+        let channels = legacy_dim(bottom[0].shape(), 1);
+        if channels == 0 {
+            return Ok(());
+        }
         let margin: T::Acc = acc(self.margin);
         let zero = T::Acc::zero();
         let epsilon: T::Acc = acc(1e-4);
-        for (i, diff) in bottom_diff.iter_mut().enumerate().take(2) {
-            if !propagate_down[i] {
-                continue;
+        let alpha = top_weight(top[0]) / acc::<T::Acc>(num as f64);
+        self.betas.clear();
+        let pairs = self.dist_sq.iter().zip(&self.similar);
+        self.betas.extend(pairs.map(|(&dist_sq, &is_similar)| {
+            if is_similar {
+                return alpha;
             }
-            let sign = if i == 0 {
-                T::Acc::one()
+            let (mdist, beta) = if self.legacy {
+                (margin - dist_sq, -alpha)
             } else {
-                -T::Acc::one()
+                let dist = dist_sq.sqrt();
+                let mdist = margin - dist;
+                (mdist, -alpha * mdist / (dist + epsilon))
             };
-            let alpha = sign * top_weight(top[0]) / acc::<T::Acc>(num as f64);
-            let rows = bottom[0].data().chunks_exact(channels);
-            let pairs = rows.zip(bottom[1].data().chunks_exact(channels));
-            let out_rows = diff.chunks_exact_mut(channels);
-            for (((a, b), out), &is_similar) in pairs.zip(out_rows).zip(&similar) {
-                let beta = if is_similar {
-                    alpha
-                } else {
-                    let dist_sq = squared_distance(a, b);
-                    let (mdist, beta) = if self.legacy {
-                        (margin - dist_sq, -alpha)
-                    } else {
-                        let dist = dist_sq.sqrt();
-                        let mdist = margin - dist;
-                        (mdist, -alpha * mdist / (dist + epsilon))
-                    };
-                    if mdist > zero {
-                        beta
-                    } else {
-                        zero
-                    }
-                };
-                for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-                    *o = T::from_acc(beta * (x.to_acc() - y.to_acc()));
-                }
+            if mdist > zero {
+                beta
+            } else {
+                zero
             }
+        }));
+        let buffers = &mut self.buffers;
+        let a = acc_view(bottom[0].data(), &mut buffers.input);
+        let b = acc_view(bottom[1].data(), &mut buffers.second_input);
+        let (first, second) = bottom_diff.split_at_mut(1);
+        let da = output_view(&mut first[0], &mut buffers.output);
+        let db = output_view(&mut second[0], &mut buffers.work);
+        let da = propagate_down[0].then_some(da);
+        let db = propagate_down[1].then_some(db);
+        pair_gradients(a, b, channels, &self.betas, da, db);
+        if propagate_down[0] {
+            finish_output(&mut first[0], &buffers.output);
+        }
+        if propagate_down[1] {
+            finish_output(&mut second[0], &buffers.work);
         }
         Ok(())
     }
-}
-
-fn squared_distance<T: Element>(a: &[T], b: &[T]) -> T::Acc {
-    a.iter().zip(b).fold(T::Acc::zero(), |sum, (x, y)| {
-        let d = x.to_acc() - y.to_acc();
-        sum + d * d
-    })
 }

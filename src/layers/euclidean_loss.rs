@@ -1,7 +1,6 @@
 //! EuclideanLoss: half the mean squared distance per sample.
 
-use num_traits::{One, Zero};
-
+use super::math::{acc_view, finish_output, multiversion, output_view, sum_map2, Buffers};
 use super::softmax_loss::check_same_num;
 use super::{top_weight, warn_ignored, Layer, LayerInfo};
 use crate::blob::{count_range, shape_string, Blob};
@@ -23,11 +22,12 @@ use crate::error::Result;
 ///
 /// # Parameters
 /// None; a `loss_param` is ignored with a warning, as Caffe ignores it.
-pub struct EuclideanLossLayer {
+pub struct EuclideanLossLayer<T: Element> {
     info: LayerInfo,
+    buffers: Buffers<T::Acc>,
 }
 
-impl EuclideanLossLayer {
+impl<T: Element> EuclideanLossLayer<T> {
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
@@ -36,11 +36,53 @@ impl EuclideanLossLayer {
         if param.loss_param.is_some() {
             warn_ignored(&info, "loss_param");
         }
-        Ok(EuclideanLossLayer { info })
+        Ok(EuclideanLossLayer {
+            info,
+            buffers: Buffers::default(),
+        })
     }
 }
 
-impl<T: Element> Layer<T> for EuclideanLossLayer {
+multiversion! {
+    /// Returns `Σ (a - b)²`.
+    fn squared_distance[A](a: &[A], b: &[A]) -> A {
+        sum_map2(a, b, |x, y| {
+            let d = x - y;
+            d * d
+        })
+    }
+}
+
+multiversion! {
+    /// Writes `alpha (a - b)` into `da` and `-alpha (a - b)` into `db`, each
+    /// when given. Caffe computes the second as `(-w / N) (a - b)`, which is
+    /// the same value.
+    fn gradients[A](a: &[A], b: &[A], da: Option<&mut [A]>, db: Option<&mut [A]>, alpha: A) {
+        match (da, db) {
+            (Some(da), Some(db)) => {
+                let outputs = da.iter_mut().zip(db.iter_mut());
+                for ((out_a, out_b), (&x, &y)) in outputs.zip(a.iter().zip(b)) {
+                    let g = alpha * (x - y);
+                    *out_a = g;
+                    *out_b = -g;
+                }
+            }
+            (Some(da), None) => {
+                for (out, (&x, &y)) in da.iter_mut().zip(a.iter().zip(b)) {
+                    *out = alpha * (x - y);
+                }
+            }
+            (None, Some(db)) => {
+                for (out, (&x, &y)) in db.iter_mut().zip(a.iter().zip(b)) {
+                    *out = -(alpha * (x - y));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+impl<T: Element> Layer<T> for EuclideanLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -73,15 +115,10 @@ impl<T: Element> Layer<T> for EuclideanLossLayer {
 
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
         let num = bottom[0].shape().first().copied().unwrap_or(1);
-        let dot =
-            bottom[0]
-                .data()
-                .iter()
-                .zip(bottom[1].data())
-                .fold(T::Acc::zero(), |sum, (a, b)| {
-                    let d = a.to_acc() - b.to_acc();
-                    sum + d * d
-                });
+        let buffers = &mut self.buffers;
+        let a = acc_view(bottom[0].data(), &mut buffers.input);
+        let b = acc_view(bottom[1].data(), &mut buffers.second_input);
+        let dot = squared_distance(a, b);
         let loss = dot / acc::<T::Acc>(num as f64) / acc::<T::Acc>(2.0);
         top[0].data_mut()[0] = T::from_acc(loss);
         Ok(())
@@ -95,21 +132,21 @@ impl<T: Element> Layer<T> for EuclideanLossLayer {
         bottom_diff: &mut [Vec<T>],
     ) -> Result<()> {
         let num = bottom[0].shape().first().copied().unwrap_or(1);
-        let weight = top_weight(top[0]);
-        for (i, diff) in bottom_diff.iter_mut().enumerate().take(2) {
-            if !propagate_down[i] {
-                continue;
-            }
-            let sign = if i == 0 {
-                T::Acc::one()
-            } else {
-                -T::Acc::one()
-            };
-            let alpha = sign * weight / acc::<T::Acc>(num as f64);
-            let pairs = bottom[0].data().iter().zip(bottom[1].data());
-            for (d, (a, b)) in diff.iter_mut().zip(pairs) {
-                *d = T::from_acc(alpha * (a.to_acc() - b.to_acc()));
-            }
+        let alpha = top_weight(top[0]) / acc::<T::Acc>(num as f64);
+        let buffers = &mut self.buffers;
+        let a = acc_view(bottom[0].data(), &mut buffers.input);
+        let b = acc_view(bottom[1].data(), &mut buffers.second_input);
+        let (first, second) = bottom_diff.split_at_mut(1);
+        let da = output_view(&mut first[0], &mut buffers.output);
+        let db = output_view(&mut second[0], &mut buffers.work);
+        let da = propagate_down[0].then_some(da);
+        let db = propagate_down[1].then_some(db);
+        gradients(a, b, da, db, alpha);
+        if propagate_down[0] {
+            finish_output(&mut first[0], &buffers.output);
+        }
+        if propagate_down[1] {
+            finish_output(&mut second[0], &buffers.work);
         }
         Ok(())
     }

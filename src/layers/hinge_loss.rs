@@ -2,7 +2,8 @@
 
 use num_traits::{Float, One, Zero};
 
-use super::softmax_loss::check_same_num;
+use super::math::{acc_view, finish_output, multiversion, output_view, sum_map, Buffers};
+use super::softmax_loss::{check_same_num, parse_labels};
 use super::{top_weight, Layer, LayerInfo};
 use crate::blob::{shape_string, Blob};
 use crate::caffe::{hinge_loss_parameter::Norm, LayerParameter};
@@ -29,12 +30,30 @@ use crate::error::Result;
 /// # Caffe compatibility
 /// Labels must be in `[0, D)`; ±1 SVM labels are rejected rather than read
 /// out of bounds.
-pub struct HingeLossLayer {
+pub struct HingeLossLayer<T: Element> {
     info: LayerInfo,
     norm: Norm,
+    /// Label of every sample of the last forward pass.
+    labels: Vec<u32>,
+    /// Gradient for a loss weight of 1, written by forward. Caffe's forward
+    /// likewise leaves the margins in `bottom[0]`'s diff for backward.
+    unit_gradient: Vec<T>,
+    /// Whether `unit_gradient` belongs to the last forward pass.
+    unit_gradient_ready: bool,
+    buffers: Buffers<T::Acc>,
 }
 
-impl HingeLossLayer {
+impl<T: Element> HingeLossLayer<T> {
+    /// Whether the norm is L2, and the factor of the gradient for loss
+    /// weight `weight`: Caffe scales by w / N for L1 and by w * 2 / N for L2.
+    fn gradient_scale(&self, weight: T::Acc, num: usize) -> (bool, T::Acc) {
+        let num = acc::<T::Acc>(num as f64);
+        match self.norm {
+            Norm::L1 => (false, weight / num),
+            Norm::L2 => (true, weight * acc(2.0) / num),
+        }
+    }
+
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
@@ -44,19 +63,108 @@ impl HingeLossLayer {
             .hinge_loss_param
             .as_ref()
             .map_or(Norm::L1, |p| p.norm());
-        Ok(HingeLossLayer { info, norm })
+        Ok(HingeLossLayer {
+            info,
+            norm,
+            labels: Vec::new(),
+            unit_gradient: Vec::new(),
+            unit_gradient_ready: false,
+            buffers: Buffers::default(),
+        })
     }
+}
 
-    /// Reads the labels, one per sample.
-    fn labels<T: Element>(&self, labels: &Blob<T>, num: usize, dim: usize) -> Result<Vec<usize>> {
-        let mut classes = Vec::with_capacity(num);
-        for (i, value) in labels.data().iter().take(num).enumerate() {
-            if let Some(c) = self.info.label(1, i, value.to_f64(), dim, None)? {
-                classes.push(c);
+/// Caffe's `std::max(0, 1 + v)`: 0 for NaN.
+#[inline(always)]
+fn hinge<A: Float>(v: A) -> A {
+    let t = A::one() + v;
+    if A::zero() < t {
+        t
+    } else {
+        A::zero()
+    }
+}
+
+multiversion! {
+    /// Writes the hinge gradient for `scale` into `dx` (see [`hinge_gradient`])
+    /// and returns `Σ_rows Σ_j penalty(t_j)`, with `penalty = t²` when
+    /// `squared`, else `|t|`; the label entry of each row uses `-x`. Each row
+    /// is read twice while it is in the L1 cache.
+    fn hinge_loss_and_gradient[A](
+        x: &[A],
+        labels: &[u32],
+        dim: usize,
+        dx: &mut [A],
+        squared: bool,
+        scale: A,
+    ) -> A {
+        let rows = x.chunks_exact(dim).zip(dx.chunks_exact_mut(dim)).zip(labels);
+        let mut loss = A::zero();
+        for ((row, dx_row), &label) in rows {
+            let label = label as usize;
+            if squared {
+                hinge_gradient_row(row, label, dx_row, |t| t * scale);
+                loss = loss + hinge_row_loss(row, label, |t| t * t);
+            } else {
+                let step = |t: A| if t > A::zero() { scale } else { A::zero() };
+                hinge_gradient_row(row, label, dx_row, step);
+                loss = loss + hinge_row_loss(row, label, |t| t.abs());
             }
         }
-        Ok(classes)
+        loss
     }
+}
+
+/// `Σ_j penalty(t_j)` of one row whose label is at `label`.
+#[inline(always)]
+fn hinge_row_loss<A: Float + 'static, F: Fn(A) -> A>(row: &[A], label: usize, penalty: F) -> A {
+    let (before, rest) = row.split_at(label);
+    let (&at_label, after) = rest.split_first().unwrap_or((&A::zero(), &[]));
+    let others = sum_map(before, |v| penalty(hinge(v))) + sum_map(after, |v| penalty(hinge(v)));
+    others + penalty(hinge(-at_label))
+}
+
+multiversion! {
+    /// Writes the hinge gradient into `dx`: `δ_j t_j scale` when `squared`,
+    /// else `δ_j [t_j > 0] scale`, with δ = -1 at the label and 1 elsewhere.
+    fn hinge_gradient[A](x: &[A], labels: &[u32], dim: usize, dx: &mut [A], squared: bool, scale: A) {
+        if squared {
+            hinge_gradient_rows(x, labels, dim, dx, |t| t * scale);
+        } else {
+            let step = |t: A| if t > A::zero() { scale } else { A::zero() };
+            hinge_gradient_rows(x, labels, dim, dx, step);
+        }
+    }
+}
+
+#[inline(always)]
+fn hinge_gradient_rows<A: Float + 'static, F: Fn(A) -> A>(
+    x: &[A],
+    labels: &[u32],
+    dim: usize,
+    dx: &mut [A],
+    gradient: F,
+) {
+    let rows = x.chunks_exact(dim).zip(dx.chunks_exact_mut(dim));
+    for ((row, dx_row), &label) in rows.zip(labels) {
+        hinge_gradient_row(row, label as usize, dx_row, &gradient);
+    }
+}
+
+/// Writes `δ_j gradient(t_j)` of one row into `dx_row`.
+#[inline(always)]
+fn hinge_gradient_row<A: Float + 'static, F: Fn(A) -> A>(
+    row: &[A],
+    label: usize,
+    dx_row: &mut [A],
+    gradient: F,
+) {
+    for (d, &v) in dx_row.iter_mut().zip(row) {
+        *d = gradient(hinge(v));
+    }
+    // Caffe negates the stored margin term at the label and then scales it;
+    // negating the scaled value is the same number.
+    dx_row[label] = -gradient(hinge(-row[label]));
 }
 
 fn num_and_dim(shape: &[usize]) -> (usize, usize) {
@@ -65,7 +173,7 @@ fn num_and_dim(shape: &[usize]) -> (usize, usize) {
     (num, count.checked_div(num).unwrap_or(0))
 }
 
-impl<T: Element> Layer<T> for HingeLossLayer {
+impl<T: Element> Layer<T> for HingeLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -99,20 +207,21 @@ impl<T: Element> Layer<T> for HingeLossLayer {
 
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
         let (num, dim) = num_and_dim(bottom[0].shape());
-        let labels = self.labels(bottom[1], num, dim)?;
-        let one = T::Acc::one();
-        let mut loss = T::Acc::zero();
-        for (row, &label) in bottom[0].data().chunks_exact(dim.max(1)).zip(&labels) {
-            for (j, x) in row.iter().enumerate() {
-                let x = if j == label { -x.to_acc() } else { x.to_acc() };
-                let t = super::caffe_max(T::Acc::zero(), one + x);
-                loss = loss
-                    + match self.norm {
-                        Norm::L1 => t.abs(),
-                        Norm::L2 => t * t,
-                    };
-            }
+        let labels = &bottom[1].data()[..num];
+        parse_labels(&self.info, labels, dim, None, &mut self.labels)?;
+        self.unit_gradient_ready = false;
+        if dim == 0 {
+            top[0].data_mut()[0] = T::from_acc(T::Acc::zero());
+            return Ok(());
         }
+        let (squared, scale) = self.gradient_scale(T::Acc::one(), num);
+        let buffers = &mut self.buffers;
+        let x = acc_view(bottom[0].data(), &mut buffers.input);
+        self.unit_gradient.resize(x.len(), T::default());
+        let dx = output_view(&mut self.unit_gradient, &mut buffers.output);
+        let loss = hinge_loss_and_gradient(x, &self.labels, dim, dx, squared, scale);
+        finish_output(&mut self.unit_gradient, &buffers.output);
+        self.unit_gradient_ready = true;
         top[0].data_mut()[0] = T::from_acc(loss / acc::<T::Acc>(num as f64));
         Ok(())
     }
@@ -128,28 +237,23 @@ impl<T: Element> Layer<T> for HingeLossLayer {
             return Ok(());
         }
         let (num, dim) = num_and_dim(bottom[0].shape());
-        let labels = self.labels(bottom[1], num, dim)?;
-        let one = T::Acc::one();
-        let zero = T::Acc::zero();
-        let weight = top_weight(top[0]) / acc::<T::Acc>(num as f64);
-        let rows = bottom[0].data().chunks_exact(dim.max(1));
-        let diff_rows = bottom_diff[0].chunks_exact_mut(dim.max(1));
-        for ((row, diff_row), &label) in rows.zip(diff_rows).zip(&labels) {
-            for (j, (x, d)) in row.iter().zip(diff_row.iter_mut()).enumerate() {
-                let sign = if j == label { -one } else { one };
-                let t = super::caffe_max(zero, one + sign * x.to_acc());
-                let g = match self.norm {
-                    // Caffe takes the sign of the label-negated margin term,
-                    // which is 0 where the hinge is inactive.
-                    Norm::L1 => {
-                        let s = if t > zero { one } else { zero };
-                        sign * s * weight
-                    }
-                    Norm::L2 => sign * t * weight * acc::<T::Acc>(2.0),
-                };
-                *d = T::from_acc(g);
-            }
+        if dim == 0 {
+            return Ok(());
         }
+        let weight = top_weight(top[0]);
+        let ready = self.unit_gradient_ready && self.unit_gradient.len() == bottom_diff[0].len();
+        if ready && weight == T::Acc::one() {
+            // The gradient of forward is already the answer: hand it over.
+            std::mem::swap(&mut bottom_diff[0], &mut self.unit_gradient);
+            self.unit_gradient_ready = false;
+            return Ok(());
+        }
+        let (squared, scale) = self.gradient_scale(weight, num);
+        let buffers = &mut self.buffers;
+        let x = acc_view(bottom[0].data(), &mut buffers.input);
+        let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
+        hinge_gradient(x, &self.labels, dim, dx, squared, scale);
+        finish_output(&mut bottom_diff[0], &buffers.output);
         Ok(())
     }
 }

@@ -13,9 +13,11 @@ use num_traits::{Float, Zero};
 
 use crate::element::Element;
 
-/// Number of partial sums or maxima kept by the reductions: 8 f32 values
-/// fill one AVX register or two SSE registers.
-pub const LANES: usize = 8;
+/// Number of partial sums or maxima kept by the reductions. A sum has one
+/// add in flight per register of partial sums, so 32 f32 lanes (four AVX
+/// registers, two AVX-512 registers) keep the adder busy where 8 would wait
+/// on its latency.
+pub const LANES: usize = 32;
 
 /// `log2(e)` rounded to f32.
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -108,8 +110,9 @@ pub fn ln_f32(x: f32) -> f32 {
     }
 }
 
-/// Defines a kernel over slices of an accumulation type `A` (bound
-/// `Float + 'static`) that runs with AVX-512 or AVX2 when the CPU has them.
+/// Defines a kernel generic over one type that runs with AVX-512 or AVX2
+/// when the CPU has them. The type is written `[A]` for an accumulation
+/// type (bound `Float + 'static`) or with its bounds, as in `[T: Element]`.
 ///
 /// The body is compiled three times: as a plain function, and inlined into
 /// two `#[target_feature]` copies chosen at run time. Everything the body
@@ -123,27 +126,41 @@ macro_rules! multiversion {
         $vis:vis fn $name:ident[$a:ident]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         $body:block
     ) => {
+        $crate::layers::math::multiversion! {
+            $(#[$meta])*
+            $vis fn $name[$a: num_traits::Float + 'static]($($arg: $ty),*) $(-> $ret)?
+            $body
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident[$a:ident: $($bound:tt)+]($($arg:ident: $ty:ty),* $(,)?)
+        $(-> $ret:ty)?
+        $body:block
+    ) => {
         $(#[$meta])*
-        $vis fn $name<$a: num_traits::Float + 'static>($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<$a: num_traits::Float + 'static>($($arg: $ty),*) $(-> $ret)? $body
+            fn body<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,avx")]
-            unsafe fn with_avx512<$a: num_traits::Float + 'static>($($arg: $ty),*) $(-> $ret)? {
+            unsafe fn with_avx512<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? {
                 body::<$a>($($arg),*)
             }
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,avx")]
-            unsafe fn with_avx2<$a: num_traits::Float + 'static>($($arg: $ty),*) $(-> $ret)? {
+            unsafe fn with_avx2<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? {
                 body::<$a>($($arg),*)
             }
 
             #[cfg(target_arch = "x86_64")]
             match $crate::layers::math::simd_level() {
                 // SAFETY: simd_level reports only features the CPU has.
-                $crate::layers::math::SimdLevel::Avx512 => return unsafe { with_avx512::<$a>($($arg),*) },
+                $crate::layers::math::SimdLevel::Avx512 => {
+                    return unsafe { with_avx512::<$a>($($arg),*) };
+                }
                 // SAFETY: as above.
                 $crate::layers::math::SimdLevel::Avx2 => return unsafe { with_avx2::<$a>($($arg),*) },
                 $crate::layers::math::SimdLevel::Baseline => {}
@@ -373,14 +390,15 @@ pub fn finish_output<T: Element>(dst: &mut [T], buffer: &[T::Acc]) {
 
 /// Sums `LANES` partial results pairwise.
 #[inline(always)]
-pub fn combine_sum<A: Float>(lanes: [A; LANES]) -> A {
-    let a = [
-        lanes[0] + lanes[4],
-        lanes[1] + lanes[5],
-        lanes[2] + lanes[6],
-        lanes[3] + lanes[7],
-    ];
-    (a[0] + a[2]) + (a[1] + a[3])
+pub fn combine_sum<A: Float>(mut lanes: [A; LANES]) -> A {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] = lanes[i] + lanes[i + width];
+        }
+    }
+    lanes[0]
 }
 
 /// `Σ f(x_i)` over `x` with `LANES` partial sums.

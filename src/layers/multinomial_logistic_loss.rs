@@ -1,8 +1,7 @@
 //! MultinomialLogisticLoss: negative log of given class probabilities.
 
-use num_traits::{Float, Zero};
-
-use super::softmax_loss::check_same_num;
+use super::math::ln_sum;
+use super::softmax_loss::{check_same_num, parse_labels};
 use super::{caffe_max, top_weight, Layer, LayerInfo};
 use crate::blob::{shape_string, Blob};
 use crate::caffe::LayerParameter;
@@ -27,34 +26,36 @@ pub const LOG_THRESHOLD: f64 = 1e-20;
 ///
 /// # Parameters
 /// None.
-pub struct MultinomialLogisticLossLayer {
+pub struct MultinomialLogisticLossLayer<T: Element> {
     info: LayerInfo,
+    /// Label of every sample of the last forward pass.
+    labels: Vec<u32>,
+    /// Clamped probabilities of the labelled classes, then their logarithms.
+    picked: Vec<T::Acc>,
 }
 
-impl MultinomialLogisticLossLayer {
+impl<T: Element> MultinomialLogisticLossLayer<T> {
     /// Sets the layer up from its parameters.
     pub fn new(param: &LayerParameter) -> Result<Self> {
         let info = LayerInfo::from_param(param);
         info.expect_bottoms(2, 2)?;
         info.expect_tops(1, 1)?;
-        Ok(MultinomialLogisticLossLayer { info })
-    }
-
-    fn rows<T: Element>(&self, bottom: &[&Blob<T>]) -> Result<(usize, usize, Vec<usize>)> {
-        let count = bottom[0].count();
-        let num = bottom[0].shape().first().copied().unwrap_or(1);
-        let dim = count.checked_div(num).unwrap_or(0);
-        let mut labels = Vec::with_capacity(num);
-        for (i, value) in bottom[1].data().iter().take(num).enumerate() {
-            if let Some(c) = self.info.label(1, i, value.to_f64(), dim, None)? {
-                labels.push(c);
-            }
-        }
-        Ok((num, dim, labels))
+        Ok(MultinomialLogisticLossLayer {
+            info,
+            labels: Vec::new(),
+            picked: Vec::new(),
+        })
     }
 }
 
-impl<T: Element> Layer<T> for MultinomialLogisticLossLayer {
+/// Number of samples and values per sample of the probabilities.
+fn num_and_dim(shape: &[usize]) -> (usize, usize) {
+    let count: usize = shape.iter().product();
+    let num = shape.first().copied().unwrap_or(1);
+    (num, count.checked_div(num).unwrap_or(0))
+}
+
+impl<T: Element> Layer<T> for MultinomialLogisticLossLayer<T> {
     fn info(&self) -> &LayerInfo {
         &self.info
     }
@@ -86,15 +87,17 @@ impl<T: Element> Layer<T> for MultinomialLogisticLossLayer {
     }
 
     fn forward(&mut self, bottom: &[&Blob<T>], top: &mut [Blob<T>]) -> Result<()> {
-        let (num, dim, labels) = self.rows(bottom)?;
+        let (num, dim) = num_and_dim(bottom[0].shape());
+        let labels = &bottom[1].data()[..num];
+        parse_labels(&self.info, labels, dim, None, &mut self.labels)?;
         let floor: T::Acc = acc(LOG_THRESHOLD);
         let data = bottom[0].data();
-        let loss = labels
-            .iter()
-            .enumerate()
-            .fold(T::Acc::zero(), |loss, (n, &label)| {
-                loss - caffe_max(data[n * dim + label].to_acc(), floor).ln()
-            });
+        self.picked.clear();
+        let rows = self.labels.iter().enumerate();
+        self.picked.extend(
+            rows.map(|(n, &label)| caffe_max(data[n * dim + label as usize].to_acc(), floor)),
+        );
+        let loss = -ln_sum(&mut self.picked);
         top[0].data_mut()[0] = T::from_acc(loss / acc::<T::Acc>(num as f64));
         Ok(())
     }
@@ -109,14 +112,14 @@ impl<T: Element> Layer<T> for MultinomialLogisticLossLayer {
         if !propagate_down[0] {
             return Ok(());
         }
-        let (num, dim, labels) = self.rows(bottom)?;
+        let (num, dim) = num_and_dim(bottom[0].shape());
         let floor: T::Acc = acc(LOG_THRESHOLD);
         let scale = -top_weight(top[0]) / acc::<T::Acc>(num as f64);
         let data = bottom[0].data();
         let diff = &mut bottom_diff[0];
-        diff.iter_mut().for_each(|d| *d = T::default());
-        for (n, &label) in labels.iter().enumerate() {
-            let index = n * dim + label;
+        diff.fill(T::default());
+        for (n, &label) in self.labels.iter().enumerate() {
+            let index = n * dim + label as usize;
             diff[index] = T::from_acc(scale / caffe_max(data[index].to_acc(), floor));
         }
         Ok(())

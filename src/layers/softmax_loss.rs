@@ -93,11 +93,18 @@ pub(super) fn parse_labels<T: Element>(
     ignore_label: Option<i32>,
     parsed: &mut Vec<u32>,
 ) -> Result<usize> {
+    parsed.resize(labels.len(), 0);
+    if let Some(valid) = parse_integral_labels(labels, classes, ignore_label, parsed) {
+        return Ok(valid);
+    }
+    // Some label is not an integral class: parse again one by one, so that
+    // the first invalid one is reported and a fractional label that
+    // truncates to ignore_label is ignored, as in Caffe.
     parsed.clear();
-    parsed.reserve(labels.len());
     let mut valid = 0usize;
     for (position, value) in labels.iter().enumerate() {
-        let label = info.label(1, position, value.to_f64(), classes, ignore_label)?;
+        let value = value.to_f64();
+        let label = info.label(1, position, value, classes, ignore_label)?;
         match label {
             Some(class) => {
                 let class = u32::try_from(class).ok().filter(|&c| c != IGNORED);
@@ -115,6 +122,36 @@ pub(super) fn parse_labels<T: Element>(
         }
     }
     Ok(valid)
+}
+
+multiversion! {
+    /// Parses labels that are all integral classes in range or equal to
+    /// `ignore_label`, in one branch-free pass; returns the number not
+    /// ignored, or `None` when any label needs [`parse_labels`]'s checks.
+    fn parse_integral_labels[T: Element](
+        labels: &[T],
+        classes: usize,
+        ignore_label: Option<i32>,
+        parsed: &mut [u32],
+    ) -> Option<usize> {
+        let limit = classes.min(IGNORED as usize) as f64;
+        // NaN equals nothing, so without an ignore label nothing is ignored.
+        let ignore = ignore_label.map_or(f64::NAN, f64::from);
+        let mut all_valid = true;
+        let mut ignored = 0usize;
+        for (out, value) in parsed.iter_mut().zip(labels) {
+            let value = value.to_f64();
+            // `as` saturates and maps NaN to 0, so the round trip fails for
+            // every value that is not an integer in [0, 2^32).
+            let class = value as u32;
+            let is_ignored = value == ignore;
+            let in_range = f64::from(class) == value && value < limit;
+            all_valid &= is_ignored | in_range;
+            ignored += usize::from(is_ignored);
+            *out = if is_ignored { IGNORED } else { class };
+        }
+        all_valid.then(|| labels.len() - ignored)
+    }
 }
 
 /// Checks that a label blob has outer × inner values, with Caffe's example.
