@@ -284,6 +284,11 @@ fn prototxt_text_cases() -> Vec<Case> {
             fail(File, &["absent.prototxt", "failed to read model file"]),
         ),
         case(
+            "model path is a device",
+            Source::Custom(|_dir| run_model_file::<f32>(Path::new("/dev/zero"), &[])),
+            fail(File, &["/dev/zero", "is a device"]),
+        ),
+        case(
             "model path is a directory",
             Source::Custom(|dir| run_model_file::<f32>(dir, &[])),
             fail(File, &["failed to read model file"]),

@@ -45,10 +45,11 @@ pub fn parse_layer_text(text: &str, file: &str) -> Result<caffe::LayerParameter>
 /// The net is parsed, upgraded from the V0 and V1 formats and from deprecated
 /// input fields, and filtered for `phase` at level 0 with no stages added to
 /// those of the net's own `state`, as Caffe 1.0's `Net(param_file, phase)`
-/// does. A file that is missing, is a directory or is not UTF-8 is an
-/// [`Error::File`]. The other errors are those of [`parse_net_text`],
+/// does. A file that is missing, is a directory or a device, or is not UTF-8
+/// is an [`Error::File`]. The other errors are those of [`parse_net_text`],
 /// [`upgrade_net`] and [`filter_net`].
 pub fn read_net(path: &Path, phase: caffe::Phase) -> Result<caffe::NetParameter> {
+    reject_device(path)?;
     let bytes = std::fs::read(path)
         .map_err(|error| Error::file(path, format!("failed to read model file: {error}")))?;
     let text = String::from_utf8(bytes).map_err(|error| {
@@ -69,6 +70,25 @@ pub fn read_net(path: &Path, phase: caffe::Phase) -> Result<caffe::NetParameter>
         stage: Vec::new(),
     };
     filter_net(&net, &state, &file)
+}
+
+/// Rejects a model path that is a character or block device: reading
+/// /dev/zero never ends. Pipes stay allowed, so `<(command)` works.
+fn reject_device(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let file_type = metadata.file_type();
+            if file_type.is_char_device() || file_type.is_block_device() {
+                return Err(Error::file(
+                    path,
+                    "failed to read model file: it is a device, not a prototxt file",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses `text` as the message `message_name` of caffe.proto and converts it
