@@ -16,18 +16,32 @@ use caffe_loss::net::Net;
 use caffe_loss::Element;
 use libfuzzer_sys::fuzz_target;
 
-/// Layer types with their valid bottom and top counts.
-const TYPES: &[(&str, (usize, usize), (usize, usize))] = &[
-    ("SoftmaxWithLoss", (2, 2), (1, 2)),
-    ("EuclideanLoss", (2, 2), (1, 1)),
-    ("HingeLoss", (2, 2), (1, 1)),
-    ("SigmoidCrossEntropyLoss", (2, 2), (1, 1)),
-    ("MultinomialLogisticLoss", (2, 2), (1, 1)),
-    ("InfogainLoss", (2, 3), (1, 2)),
-    ("ContrastiveLoss", (3, 3), (1, 1)),
-    ("Softmax", (1, 1), (1, 1)),
-    ("Sigmoid", (1, 1), (1, 1)),
-    ("Accuracy", (2, 2), (1, 2)),
+/// A layer type with its valid bottom and top counts (minimum, maximum).
+struct Kind {
+    name: &'static str,
+    bottoms: (usize, usize),
+    tops: (usize, usize),
+}
+
+const fn kind(name: &'static str, bottoms: (usize, usize), tops: (usize, usize)) -> Kind {
+    Kind {
+        name,
+        bottoms,
+        tops,
+    }
+}
+
+const KINDS: &[Kind] = &[
+    kind("SoftmaxWithLoss", (2, 2), (1, 2)),
+    kind("EuclideanLoss", (2, 2), (1, 1)),
+    kind("HingeLoss", (2, 2), (1, 1)),
+    kind("SigmoidCrossEntropyLoss", (2, 2), (1, 1)),
+    kind("MultinomialLogisticLoss", (2, 2), (1, 1)),
+    kind("InfogainLoss", (2, 3), (1, 2)),
+    kind("ContrastiveLoss", (3, 3), (1, 1)),
+    kind("Softmax", (1, 1), (1, 1)),
+    kind("Sigmoid", (1, 1), (1, 1)),
+    kind("Accuracy", (2, 2), (1, 2)),
 ];
 
 /// Values that break arithmetic or label checks, chosen often.
@@ -135,9 +149,8 @@ fn random_loss_param(u: &mut Unstructured) -> Result<Option<LossParameter>> {
 
 /// Builds the layer's parameter: type, blob names, loss weights,
 /// propagate_down and the type's own parameters.
-fn random_layer(u: &mut Unstructured, bottoms: &[String]) -> Result<LayerParameter> {
-    let &(layer_type, _, tops_valid) = u.choose(TYPES)?;
-    let top_count = count_in(u, tops_valid)?;
+fn random_layer(u: &mut Unstructured, kind: &Kind, bottoms: &[String]) -> Result<LayerParameter> {
+    let top_count = count_in(u, kind.tops)?;
     let mut tops: Vec<String> = (0..top_count).map(|i| format!("t{i}")).collect();
     if u.ratio(1, 10)? {
         // A top written in place over one of the bottoms.
@@ -157,7 +170,7 @@ fn random_layer(u: &mut Unstructured, bottoms: &[String]) -> Result<LayerParamet
     };
     let mut layer = LayerParameter {
         name: Some("fuzzed".to_string()),
-        r#type: Some(layer_type.to_string()),
+        r#type: Some(kind.name.to_string()),
         bottom: bottoms.to_vec(),
         top: tops,
         loss_weight: (0..weight_count)
@@ -228,10 +241,11 @@ fn random_shapes(u: &mut Unstructured, count: usize) -> Result<Vec<Vec<usize>>> 
 
 /// Builds the net, feeds it, runs it, then feeds other shapes and runs again.
 fn run<T: Element>(u: &mut Unstructured) -> Result<()> {
-    let bottom_count = count_in(u, (1, 3))?;
+    let kind = u.choose(KINDS)?;
+    let bottom_count = count_in(u, kind.bottoms)?;
     let names: Vec<String> = (0..bottom_count).map(|i| format!("b{i}")).collect();
     let shapes = random_shapes(u, bottom_count)?;
-    let layer = random_layer(u, &names)?;
+    let layer = random_layer(u, kind, &names)?;
     let input = LayerParameter {
         name: Some("input".to_string()),
         r#type: Some("Input".to_string()),
