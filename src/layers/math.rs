@@ -2,9 +2,9 @@
 //! can vectorise, lane-wise reductions, and views of blob data in the
 //! accumulation type.
 //!
-//! Loops here keep [`LANES`] independent partial results so that the compiler
-//! may keep them in one SIMD register without reassociating float additions
-//! itself, which it never does on its own.
+//! Reductions here keep [`LANES`] independent partial results, which the
+//! compiler can hold in SIMD registers. It never reassociates float additions
+//! on its own, so a plain sequential sum would not vectorise.
 
 use std::any::TypeId;
 
@@ -23,15 +23,16 @@ pub const LANES: usize = 32;
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// High part of ln 2: 0.693359375 has 9 significant bits, so `k * LN2_HIGH`
 /// is exact for every exponent `|k| <= 2^15`.
-const LN2_HIGH: f32 = 0.693_359_4;
+const LN2_HIGH: f32 = 0.693_359_375;
 /// `ln 2 - LN2_HIGH`, rounded to f32.
 const LN2_LOW: f32 = -2.121_944_4e-4;
 /// 1.5 × 2^23: adding it to a value below 2^22 in magnitude rounds the value
 /// to the nearest integer and leaves that integer in the low significand bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
-/// `e^x` in f32, within 1 ulp of the correctly rounded value over the whole
-/// range (tested below), subnormal results included.
+/// `e^x` in f32, within 1 ulp of the correctly rounded value, subnormal
+/// results included. The tests below check 1.9 million values spread over
+/// every binade of the input range.
 ///
 /// The code has no branches so that a loop over it vectorises. It reduces
 /// `x = k ln 2 + r` with `|r| <= ln(2) / 2`, evaluates the degree-7 Taylor
@@ -67,8 +68,9 @@ pub fn exp_f32(x: f32) -> f32 {
     e_r * scale_low * scale_high
 }
 
-/// Natural logarithm in f32, within 1 ulp of the correctly rounded value
-/// (tested below).
+/// Natural logarithm in f32, within 1 ulp of the correctly rounded value.
+/// The tests below check 1.8 million values spread over every binade and
+/// every value in [0.5, 2].
 ///
 /// Branch-free, so that a loop over it vectorises. It splits `x = m 2^e` with
 /// `m` in `[sqrt(1/2), sqrt(2))`, writes `f = m - 1` and `s = f / (2 + f)`,
@@ -82,12 +84,14 @@ pub fn ln_f32(x: f32) -> f32 {
     let tiny = x < f32::MIN_POSITIVE;
     let scaled = if tiny { x * 33_554_432.0 } else { x };
     let bias = if tiny { 25 } else { 0 };
+
     // Offsetting the bits by 1 - sqrt(1/2) moves the split point of the
     // exponent from 1.0 to sqrt(1/2).
     const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
     let bits = scaled.to_bits().wrapping_add(0x3f80_0000 - SQRT_HALF_BITS);
     let e = (bits >> 23) as i32 - 127 - bias;
     let m = f32::from_bits((bits & 0x007f_ffff) + SQRT_HALF_BITS);
+
     let f = m - 1.0;
     let s = f / (2.0 + f);
     let z = s * s;
@@ -100,6 +104,7 @@ pub fn ln_f32(x: f32) -> f32 {
     let ef = e as f32;
     let ln_m = f - (half_f_sq - (s * (half_f_sq + r) + ef * LN2_LOW));
     let result = ef * LN2_HIGH + ln_m;
+
     let result = if x == f32::INFINITY { x } else { result };
     let result = if x == 0.0 { f32::NEG_INFINITY } else { result };
     // Negative values and NaN: comparisons with NaN are false.
@@ -182,8 +187,8 @@ pub enum SimdLevel {
     Baseline,
 }
 
-/// Detects the [`SimdLevel`] of this CPU; the standard library caches the
-/// detection, so the call is a few loads.
+/// Detects the [`SimdLevel`] of this CPU. The standard library caches the
+/// detection, so a call costs a few loads.
 #[inline]
 pub fn simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
@@ -222,7 +227,7 @@ multiversion! {
     }
 }
 
-/// `e^x` in the accumulation type: [`exp_f32`] for f32, the standard library
+/// Returns `e^x` in the accumulation type: [`exp_f32`] for f32, the standard library
 /// for f64.
 #[inline(always)]
 pub fn exp<A: Float + 'static>(x: A) -> A {
@@ -232,7 +237,7 @@ pub fn exp<A: Float + 'static>(x: A) -> A {
     }
 }
 
-/// Natural logarithm in the accumulation type: [`ln_f32`] for f32, the
+/// Returns the natural logarithm in the accumulation type: [`ln_f32`] for f32, the
 /// standard library for f64.
 #[inline(always)]
 pub fn ln<A: Float + 'static>(x: A) -> A {
@@ -355,7 +360,7 @@ pub fn narrow<T: Element>(src: &[T::Acc], dst: &mut [T]) {
     }
 }
 
-/// Blob data seen in the accumulation type: borrowed when the element type
+/// Returns blob data in the accumulation type: borrowed when the element type
 /// is its own accumulation type (f32, f64), else widened into `buffer`.
 pub fn acc_view<'a, T: Element>(src: &'a [T], buffer: &'a mut Vec<T::Acc>) -> &'a [T::Acc] {
     if let Some(view) = cast_slice::<T, T::Acc>(src) {
@@ -366,7 +371,7 @@ pub fn acc_view<'a, T: Element>(src: &'a [T], buffer: &'a mut Vec<T::Acc>) -> &'
     buffer
 }
 
-/// Output slice in the accumulation type for `dst`: `dst` itself when the
+/// Returns the output slice in the accumulation type for `dst`: `dst` itself when the
 /// types agree, else `buffer`, which [`finish_output`] then rounds into `dst`.
 pub fn output_view<'a, T: Element>(
     dst: &'a mut [T],
@@ -401,7 +406,7 @@ pub fn combine_sum<A: Float>(mut lanes: [A; LANES]) -> A {
     lanes[0]
 }
 
-/// `Σ f(x_i)` over `x` with `LANES` partial sums.
+/// Returns `Σ f(x_i)` over `x`, with `LANES` partial sums.
 #[inline(always)]
 pub fn sum_map<A: Float, F: Fn(A) -> A>(x: &[A], f: F) -> A {
     let mut lanes = [A::zero(); LANES];
@@ -418,7 +423,8 @@ pub fn sum_map<A: Float, F: Fn(A) -> A>(x: &[A], f: F) -> A {
     combine_sum(lanes)
 }
 
-/// `Σ f(x_i, y_i)` over two slices of the same length with `LANES` partial sums.
+/// Returns `Σ f(x_i, y_i)` over two slices of the same length, with `LANES`
+/// partial sums.
 #[inline(always)]
 pub fn sum_map2<A: Float, F: Fn(A, A) -> A>(x: &[A], y: &[A], f: F) -> A {
     let mut lanes = [A::zero(); LANES];
@@ -437,9 +443,10 @@ pub fn sum_map2<A: Float, F: Fn(A, A) -> A>(x: &[A], y: &[A], f: F) -> A {
     combine_sum(lanes)
 }
 
-/// Maximum of a non-empty slice with Caffe's `std::max` semantics in each
-/// lane: the result is NaN or the true maximum whenever `x` holds a NaN,
-/// which makes no difference to a softmax, whose outputs are then all NaN.
+/// Returns the maximum of a non-empty slice, with Caffe's `std::max`
+/// semantics in each lane. When `x` contains a NaN the result is NaN or the
+/// maximum of the other values, which makes no difference to a softmax: its
+/// outputs are then all NaN.
 #[inline(always)]
 pub fn max<A: Float>(x: &[A]) -> A {
     let Some(&first) = x.first() else {
@@ -475,7 +482,7 @@ mod tests {
         a.to_bits().abs_diff(b.to_bits())
     }
 
-    /// Every `stride`-th f32 value in `[low, high]`, walking the bit patterns
+    /// Returns every `stride`-th f32 value in `[low, high]`, walking the bit patterns
     /// (so every binade is covered evenly), negative values first.
     fn samples(low: f32, high: f32, stride: usize) -> Vec<f32> {
         let mut values = Vec::new();
@@ -509,8 +516,8 @@ mod tests {
 
     #[test]
     fn exp_matches_std_closely() {
-        // std's expf (the platform libm) is itself within 1 ulp; the two
-        // agree to 2 ulps everywhere.
+        // The platform libm's expf is itself within 1 ulp, so the two agree
+        // to 2 ulps.
         for x in samples(-104.0, 89.0, 4099) {
             let error = ulps(exp_f32(x), x.exp());
             assert!(
