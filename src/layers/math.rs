@@ -23,7 +23,7 @@ pub const LANES: usize = 32;
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// High part of ln 2: 0.693359375 has 9 significant bits, so `k * LN2_HIGH`
 /// is exact for every exponent `|k| <= 2^15`.
-const LN2_HIGH: f32 = 0.693_359_375;
+const LN2_HIGH: f32 = 355.0 / 512.0;
 /// `ln 2 - LN2_HIGH`, rounded to f32.
 const LN2_LOW: f32 = -2.121_944_4e-4;
 /// 1.5 × 2^23: adding it to a value below 2^22 in magnitude rounds the value
