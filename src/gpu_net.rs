@@ -811,6 +811,12 @@ fn load_gpu_net<T: GpuElement>(
     GpuNet::new(gpu, net, &param, &context)
 }
 
+/// Builds the net of `model` on GPU 0 with random inputs of valid ranges, for
+/// timing.
+pub fn load_with_random_inputs<T: GpuElement>(model: &Path) -> Result<GpuNet<T>> {
+    load_gpu_net::<T>(model, &[], Phase::Train, true)
+}
+
 /// Runs forward and backward of `model` on the GPU and returns the host net
 /// holding the results.
 pub fn run_on_gpu<T: GpuElement>(model: &Path, inputs: &[String], phase: Phase) -> Result<Net<T>> {
