@@ -4,9 +4,9 @@
 //! layers have validated their parameters and shapes), uploads every blob,
 //! and runs each layer's forward and backward with the launchers of
 //! [`crate::gpu::ops`]. During a pass the only device-to-host copies are the
-//! scalar loss sums and the label error flags the launchers read back; a
-//! non-scalar top with a loss weight is the exception, because its weighted
-//! sum is read back too.
+//! scalar loss sums and the label error flags the launchers read back. The
+//! one exception is a non-scalar top with a loss weight, whose weighted sum
+//! is read back too.
 //!
 //! # Limitations
 //! The device path has been compiled and its kernels assembled, but not run
@@ -20,6 +20,7 @@ use crate::blob::canonical_axis;
 use crate::caffe::{hinge_loss_parameter::Norm, LayerParameter, NetParameter, Phase};
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, AccuracyOptions, ContrastiveOptions, HingeNorm};
+use crate::gpu::device::describe_driver_error;
 use crate::gpu::{Gpu, GpuElement, LabelContext, RowDims};
 use crate::layers::{ignore_label, BuildContext, LayerInfo, Normalization};
 use crate::net::{with_automatic_top, Net};
@@ -49,8 +50,8 @@ pub struct GpuNet<T: GpuElement> {
     states: Vec<LayerState<T>>,
 }
 
-fn device_error(what: &str, error: impl std::fmt::Debug) -> Error {
-    Error::Device(format!("{what}: {error:?}"))
+fn device_error(what: &str, error: cudarc::driver::DriverError) -> Error {
+    Error::Device(format!("{what}: {}", describe_driver_error(&error)))
 }
 
 fn upload<T: GpuElement>(gpu: &Gpu, values: &[T], what: &str) -> Result<CudaSlice<T>> {
