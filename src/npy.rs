@@ -1,7 +1,7 @@
 //! Reading and writing .npy files as blob data.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
@@ -74,7 +74,7 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
 fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut reader = BufReader::new(file);
-    check_header_length(path, &mut reader, file_len)?;
+    check_header(path, &mut reader, file_len)?;
     let Ok(header) = Header::from_reader(&mut reader) else {
         return Ok(());
     };
@@ -112,37 +112,42 @@ fn check_data_length(path: &Path, file_len: u64) -> Result<()> {
     }
 }
 
-/// Checks that the header length in the preamble of a .npy file (magic,
-/// version, length) fits in the file, then rewinds `reader`.
+/// Longest .npy header accepted, in bytes. NumPy's own reader
+/// (`numpy.lib.format`, `_MAX_HEADER_SIZE`) rejects longer headers as unsafe
+/// to parse.
+const MAX_HEADER_BYTES: u64 = 10_000;
+
+/// Deepest bracket nesting accepted in a .npy header. A numeric array's header
+/// nests 2 levels (a dict holding the shape tuple). The header parser that
+/// ndarray-npy uses (py_literal) takes time exponential in the depth, about
+/// doubling with every 2 levels, so deep nesting must not reach it.
+const MAX_HEADER_DEPTH: usize = 4;
+
+/// Checks the preamble (magic, version, header length) and the header of a
+/// .npy file before ndarray-npy reads them, then rewinds `reader`.
 ///
-/// ndarray-npy allocates the declared header length before reading it, and a
-/// version 2 or 3 preamble can declare up to 4 GiB.
-fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
-    let mut preamble = [0u8; 12];
-    let mut filled = 0;
-    while filled < preamble.len() {
-        match reader.read(&mut preamble[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
-        }
-    }
+/// The header must fit in the file, since ndarray-npy allocates the declared
+/// length first and a version 2 or 3 preamble can declare up to 4 GiB. It must
+/// also be at most [`MAX_HEADER_BYTES`] long and nest at most
+/// [`MAX_HEADER_DEPTH`] levels.
+fn check_header(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
+    let read_error = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+    let mut preamble = Vec::with_capacity(12);
     reader
-        .rewind()
-        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    if filled < 10 || !preamble.starts_with(b"\x93NUMPY") {
-        return Ok(());
+        .by_ref()
+        .take(12)
+        .read_to_end(&mut preamble)
+        .map_err(read_error)?;
+    if preamble.len() < 10 || !preamble.starts_with(b"\x93NUMPY") {
+        return reader.rewind().map_err(read_error);
     }
-    let (prefix_len, header_len) = match preamble[6] {
-        1 => {
+    let (prefix_len, header_len) = match (preamble[6], preamble.get(8..12)) {
+        (1, _) => {
             let length = u16::from_le_bytes([preamble[8], preamble[9]]);
             (10, u64::from(length))
         }
-        2 | 3 if filled == 12 => {
-            let bytes = [preamble[8], preamble[9], preamble[10], preamble[11]];
-            (12, u64::from(u32::from_le_bytes(bytes)))
-        }
-        _ => return Ok(()),
+        (2 | 3, Some(&[a, b, c, d])) => (12, u64::from(u32::from_le_bytes([a, b, c, d]))),
+        _ => return reader.rewind().map_err(read_error),
     };
     if prefix_len + header_len > file_len {
         return Err(Error::file(
@@ -153,7 +158,57 @@ fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64)
             ),
         ));
     }
-    Ok(())
+    if header_len > MAX_HEADER_BYTES {
+        return Err(Error::file(
+            path,
+            format!(
+                "corrupt .npy file: the header is {header_len} bytes long; like NumPy, this \
+                 reader rejects headers over {MAX_HEADER_BYTES} bytes"
+            ),
+        ));
+    }
+    let mut header = Vec::new();
+    reader
+        .seek(SeekFrom::Start(prefix_len))
+        .map_err(read_error)?;
+    reader
+        .by_ref()
+        .take(header_len)
+        .read_to_end(&mut header)
+        .map_err(read_error)?;
+    let depth = bracket_depth(&header);
+    if depth > MAX_HEADER_DEPTH {
+        return Err(Error::file(
+            path,
+            format!(
+                "corrupt .npy file: the brackets of the header nest {depth} levels deep, more \
+                 than the {MAX_HEADER_DEPTH} this reader accepts (a numeric array needs 2)"
+            ),
+        ));
+    }
+    reader.rewind().map_err(read_error)
+}
+
+/// Returns the deepest nesting of `(`, `[` and `{` in `text`, outside quoted
+/// strings.
+fn bracket_depth(text: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0;
+    let mut quote = None;
+    for &byte in text {
+        match (quote, byte) {
+            (Some(open), _) if byte == open => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(byte),
+            (None, b'(' | b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, b')' | b']' | b'}') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
 }
 
 /// Bytes per element of a numeric or bool dtype descriptor such as `<f4` or

@@ -49,3 +49,47 @@ fn npy_header_length_beyond_file() {
     assert!(message.contains("3132778611 bytes long"), "{message}");
     assert!(message.contains("only 73 bytes"), "{message}");
 }
+
+/// A 135-byte file whose header nests 20 brackets: ndarray-npy's header
+/// parser took more than 15 s on it under the fuzzer.
+#[test]
+fn npy_header_nested_brackets() {
+    let header = concat!(
+        "{           (       [   [  [[[[[[          (       [  [[[[[[{           (      3),",
+        "                         \"         \n",
+    );
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(b"\x00\x00@\x00\x00\x00\x00");
+    assert_eq!(bytes.len(), 135);
+    let (_dir, path) = write_temp("nested.npy", &bytes);
+    let started = std::time::Instant::now();
+    let error = npy_error(&path);
+    let message = error.to_string();
+    assert_eq!(error.kind(), ErrorKind::File);
+    assert!(message.contains("nest 20 levels deep"), "{message}");
+    assert!(
+        started.elapsed().as_secs() < 1,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A header longer than NumPy's 10000-byte limit is rejected before parsing.
+#[test]
+fn npy_header_too_long() {
+    let mut header = String::from("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }");
+    header.push_str(&" ".repeat(20_000));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    let (_dir, path) = write_temp("long.npy", &bytes);
+    let error = npy_error(&path);
+    let message = error.to_string();
+    assert_eq!(error.kind(), ErrorKind::File);
+    assert!(message.contains("20058 bytes long"), "{message}");
+    assert!(message.contains("over 10000 bytes"), "{message}");
+}
