@@ -130,7 +130,8 @@ multiversion! {
             (Some(da), Some(db)) => {
                 let outputs = da.chunks_exact_mut(channels).zip(db.chunks_exact_mut(channels));
                 for (((a, b), &beta), (da, db)) in rows.zip(outputs) {
-                    for ((out_a, out_b), (&x, &y)) in da.iter_mut().zip(db.iter_mut()).zip(a.iter().zip(b)) {
+                    let outputs = da.iter_mut().zip(db.iter_mut());
+                    for ((out_a, out_b), (&x, &y)) in outputs.zip(a.iter().zip(b)) {
                         let g = beta * (x - y);
                         *out_a = g;
                         *out_b = -g;

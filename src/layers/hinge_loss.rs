@@ -127,7 +127,14 @@ fn hinge_row_loss<A: Float + 'static, F: Fn(A) -> A>(row: &[A], label: usize, pe
 multiversion! {
     /// Writes the hinge gradient into `dx`: `δ_j t_j scale` when `squared`,
     /// else `δ_j [t_j > 0] scale`, with δ = -1 at the label and 1 elsewhere.
-    fn hinge_gradient[A](x: &[A], labels: &[u32], dim: usize, dx: &mut [A], squared: bool, scale: A) {
+    fn hinge_gradient[A](
+        x: &[A],
+        labels: &[u32],
+        dim: usize,
+        dx: &mut [A],
+        squared: bool,
+        scale: A,
+    ) {
         if squared {
             hinge_gradient_rows(x, labels, dim, dx, |t| t * scale);
         } else {

@@ -2,10 +2,13 @@
 
 use num_traits::Zero;
 
-use super::math::{acc_view, finish_output, ln, narrow, output_view, sum_map, sum_map2, Buffers};
+use super::math::{
+    acc_view, finish_output, ln, max_keep_first, multiversion, narrow, output_view, sum_map,
+    sum_map2, Buffers,
+};
 use super::softmax::{softmax_backward, softmax_forward, AxisDims};
 use super::softmax_loss::{check_label_count, check_same_num, parse_labels, IGNORED};
-use super::{caffe_max, ignore_label, top_weight, BuildContext, Layer, LayerInfo, Normalization};
+use super::{ignore_label, top_weight, BuildContext, Layer, LayerInfo, Normalization};
 use crate::blob::{shape_string, Blob};
 use crate::caffe::LayerParameter;
 use crate::element::{acc, Element};
@@ -53,6 +56,7 @@ pub struct InfogainLossLayer<T: Element> {
     labels: Vec<u32>,
     /// `Σ_k H[l, k]` for each class l, valid where `row_sum_ready[l]`.
     row_sums: Vec<T::Acc>,
+    /// Whether `row_sums[l]` belongs to the current backward pass.
     row_sum_ready: Vec<bool>,
     buffers: Buffers<T::Acc>,
 }
@@ -100,7 +104,7 @@ impl<T: Element> InfogainLossLayer<T> {
     }
 }
 
-/// H in the accumulation type: `bottom[2]` (widened into `buffer` for 16-bit
+/// Returns H in the accumulation type: `bottom[2]` (widened into `buffer` for 16-bit
 /// types) or the matrix read from `source`.
 fn matrix<'a, T: Element>(
     bottom: &[&'a Blob<T>],
@@ -111,6 +115,109 @@ fn matrix<'a, T: Element>(
         (Some(h), _) => acc_view(h.data(), buffer),
         (None, Some((_, values))) => values,
         (None, None) => &[],
+    }
+}
+
+multiversion! {
+    /// Returns `Σ_positions Σ_c H[label, c] ln(max(p_c, 1e-20))` over the
+    /// positions whose label is not ignored. `work` is resized to
+    /// `2 × inner` for the gathered H and p of one channel plane.
+    fn weighted_log_sum[A](
+        prob: &[A],
+        h: &[A],
+        labels: &[u32],
+        dims: AxisDims,
+        work: &mut Vec<A>,
+    ) -> A {
+        let AxisDims {
+            channels, inner, ..
+        } = dims;
+        let dim = channels * inner;
+        if dim == 0 {
+            return A::zero();
+        }
+        let floor: A = acc(LOG_THRESHOLD);
+        let term = |h: A, p: A| h * ln(max_keep_first(p, floor));
+
+        let mut total = A::zero();
+        let rows = prob.chunks_exact(dim).zip(labels.chunks_exact(inner));
+        if inner == 1 {
+            for (p_row, labels) in rows {
+                if labels[0] != IGNORED {
+                    let l = labels[0] as usize;
+                    total = total + sum_map2(&h[l * channels..(l + 1) * channels], p_row, term);
+                }
+            }
+            return total;
+        }
+
+        work.resize(2 * inner, A::zero());
+        let (h_plane, p_plane) = work.split_at_mut(inner);
+        for (p_row, labels) in rows {
+            for (c, p_c) in p_row.chunks_exact(inner).enumerate() {
+                // Ignored positions get H = 0 and p = 1, whose term is 0
+                // even where the score is NaN.
+                for (((h_out, p_out), &label), &p) in
+                    h_plane.iter_mut().zip(p_plane.iter_mut()).zip(labels).zip(p_c)
+                {
+                    let ignored = label == IGNORED;
+                    *h_out = if ignored { A::zero() } else { h[label as usize * channels + c] };
+                    *p_out = if ignored { A::one() } else { p };
+                }
+                total = total + sum_map2(h_plane, p_plane, term);
+            }
+        }
+        total
+    }
+}
+
+multiversion! {
+    /// Writes `(p_c Σ_k H[l, k] - H[l, c]) × scale` into `dx`, 0 at ignored
+    /// positions, in Caffe's order. `row_sums[l]` must hold `Σ_k H[l, k]`
+    /// for every label l that occurs.
+    fn infogain_gradient[A](
+        prob: &[A],
+        h: &[A],
+        labels: &[u32],
+        row_sums: &[A],
+        dx: &mut [A],
+        dims: AxisDims,
+        scale: A,
+    ) {
+        let AxisDims {
+            channels, inner, ..
+        } = dims;
+        let dim = channels * inner;
+        if dim == 0 {
+            return;
+        }
+        let rows = prob.chunks_exact(dim).zip(dx.chunks_exact_mut(dim));
+        for ((p_row, dx_row), labels) in rows.zip(labels.chunks_exact(inner)) {
+            if inner == 1 {
+                if labels[0] == IGNORED {
+                    dx_row.iter_mut().for_each(|d| *d = A::zero());
+                    continue;
+                }
+                let l = labels[0] as usize;
+                let row_sum = row_sums[l];
+                let h_row = &h[l * channels..(l + 1) * channels];
+                for ((d, &p), &h) in dx_row.iter_mut().zip(p_row).zip(h_row) {
+                    *d = (p * row_sum - h) * scale;
+                }
+                continue;
+            }
+            let planes = p_row.chunks_exact(inner).zip(dx_row.chunks_exact_mut(inner));
+            for (c, (p_c, dx_c)) in planes.enumerate() {
+                for ((d, &p), &label) in dx_c.iter_mut().zip(p_c).zip(labels) {
+                    *d = if label == IGNORED {
+                        A::zero()
+                    } else {
+                        let l = label as usize;
+                        (p * row_sums[l] - h[l * channels + c]) * scale
+                    };
+                }
+            }
+        }
     }
 }
 
@@ -179,27 +286,7 @@ impl<T: Element> Layer<T> for InfogainLossLayer<T> {
         self.prob.resize(x.len(), T::Acc::zero());
         softmax_forward(x, &mut self.prob, self.dims, &mut buffers.work);
         let h = matrix(bottom, &self.source_h, &mut buffers.second_input);
-        let floor: T::Acc = acc(LOG_THRESHOLD);
-        let term = |h: T::Acc, p: T::Acc| h * ln(caffe_max(p, floor));
-        let dim = channels * inner;
-        let mut loss = T::Acc::zero();
-        for (o, p_row) in self.prob.chunks_exact(dim.max(1)).take(outer).enumerate() {
-            let labels = &self.labels[o * inner..(o + 1) * inner];
-            if inner == 1 {
-                if labels[0] != IGNORED {
-                    let l = labels[0] as usize;
-                    loss = loss - sum_map2(&h[l * channels..(l + 1) * channels], p_row, term);
-                }
-                continue;
-            }
-            for (c, p_c) in p_row.chunks_exact(inner).enumerate() {
-                for (&label, &p) in labels.iter().zip(p_c) {
-                    if label != IGNORED {
-                        loss = loss - term(h[label as usize * channels + c], p);
-                    }
-                }
-            }
-        }
+        let loss = -weighted_log_sum(&self.prob, h, &self.labels, self.dims, &mut buffers.work);
         self.normalizer = self.normalization.normalizer(outer, inner, valid);
         top[0].data_mut()[0] = T::from_acc(loss / acc::<T::Acc>(self.normalizer));
         if let Some(prob_top) = top.get_mut(1) {
@@ -218,9 +305,7 @@ impl<T: Element> Layer<T> for InfogainLossLayer<T> {
         if !propagate_down[0] {
             return Ok(());
         }
-        let AxisDims {
-            channels, inner, ..
-        } = self.dims;
+        let channels = self.dims.channels;
         let buffers = &mut self.buffers;
         let h = matrix(bottom, &self.source_h, &mut buffers.second_input);
         // Only the rows of H named by a label are summed, each once.
@@ -236,39 +321,15 @@ impl<T: Element> Layer<T> for InfogainLossLayer<T> {
         }
         let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
         let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
-        let dim = channels * inner;
-        let rows = self
-            .prob
-            .chunks_exact(dim.max(1))
-            .zip(dx.chunks_exact_mut(dim.max(1)));
-        for ((p_row, dx_row), labels) in rows.zip(self.labels.chunks_exact(inner.max(1))) {
-            if inner == 1 {
-                if labels[0] == IGNORED {
-                    dx_row.iter_mut().for_each(|d| *d = T::Acc::zero());
-                    continue;
-                }
-                let l = labels[0] as usize;
-                let row_sum = self.row_sums[l];
-                let h_row = &h[l * channels..(l + 1) * channels];
-                for ((d, &p), &h) in dx_row.iter_mut().zip(p_row).zip(h_row) {
-                    *d = (p * row_sum - h) * scale;
-                }
-                continue;
-            }
-            let planes = p_row
-                .chunks_exact(inner)
-                .zip(dx_row.chunks_exact_mut(inner));
-            for (c, (p_c, dx_c)) in planes.enumerate() {
-                for ((d, &p), &label) in dx_c.iter_mut().zip(p_c).zip(labels) {
-                    *d = if label == IGNORED {
-                        T::Acc::zero()
-                    } else {
-                        let l = label as usize;
-                        (p * self.row_sums[l] - h[l * channels + c]) * scale
-                    };
-                }
-            }
-        }
+        infogain_gradient(
+            &self.prob,
+            h,
+            &self.labels,
+            &self.row_sums,
+            dx,
+            self.dims,
+            scale,
+        );
 
         // A weight on the probability top adds the softmax gradient of that
         // weight, as for SoftmaxWithLoss.

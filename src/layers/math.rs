@@ -167,7 +167,9 @@ macro_rules! multiversion {
                     return unsafe { with_avx512::<$a>($($arg),*) };
                 }
                 // SAFETY: as above.
-                $crate::layers::math::SimdLevel::Avx2 => return unsafe { with_avx2::<$a>($($arg),*) },
+                $crate::layers::math::SimdLevel::Avx2 => {
+                    return unsafe { with_avx2::<$a>($($arg),*) };
+                }
                 $crate::layers::math::SimdLevel::Baseline => {}
             }
             body::<$a>($($arg),*)
