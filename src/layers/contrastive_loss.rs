@@ -261,6 +261,8 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer<T> {
         if channels == 0 {
             return Ok(());
         }
+
+        // β of each pair for bottom[0], in Caffe's order.
         let margin: T::Acc = acc(self.margin);
         let zero = T::Acc::zero();
         let epsilon: T::Acc = acc(1e-4);
@@ -284,6 +286,7 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer<T> {
                 zero
             }
         }));
+
         let buffers = &mut self.buffers;
         let a = acc_view(bottom[0].data(), &mut buffers.input);
         let b = acc_view(bottom[1].data(), &mut buffers.second_input);

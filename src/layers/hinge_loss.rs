@@ -44,8 +44,9 @@ pub struct HingeLossLayer<T: Element> {
 }
 
 impl<T: Element> HingeLossLayer<T> {
-    /// Whether the norm is L2, and the factor of the gradient for loss
-    /// weight `weight`: Caffe scales by w / N for L1 and by w * 2 / N for L2.
+    /// Returns whether the norm is L2, and the factor of the gradient for
+    /// loss weight `weight`. Caffe scales by w / N for L1 and by w * 2 / N
+    /// for L2.
     fn gradient_scale(&self, weight: T::Acc, num: usize) -> (bool, T::Acc) {
         let num = acc::<T::Acc>(num as f64);
         match self.norm {
@@ -88,7 +89,7 @@ fn hinge<A: Float>(v: A) -> A {
 multiversion! {
     /// Writes the hinge gradient for `scale` into `dx` (see [`hinge_gradient`])
     /// and returns `Σ_rows Σ_j penalty(t_j)`, with `penalty = t²` when
-    /// `squared`, else `|t|`; the label entry of each row uses `-x`. Each row
+    /// `squared`, else `|t|`. The label entry of each row uses `-x`. Each row
     /// is read twice while it is in the L1 cache.
     fn hinge_loss_and_gradient[A](
         x: &[A],
@@ -115,7 +116,7 @@ multiversion! {
     }
 }
 
-/// `Σ_j penalty(t_j)` of one row whose label is at `label`.
+/// Returns `Σ_j penalty(t_j)` of one row whose label is at `label`.
 #[inline(always)]
 fn hinge_row_loss<A: Float + 'static, F: Fn(A) -> A>(row: &[A], label: usize, penalty: F) -> A {
     let (before, rest) = row.split_at(label);
@@ -250,7 +251,7 @@ impl<T: Element> Layer<T> for HingeLossLayer<T> {
         let weight = top_weight(top[0]);
         let ready = self.unit_gradient_ready && self.unit_gradient.len() == bottom_diff[0].len();
         if ready && weight == T::Acc::one() {
-            // The gradient of forward is already the answer: hand it over.
+            // Forward already computed this gradient: hand the buffer over.
             std::mem::swap(&mut bottom_diff[0], &mut self.unit_gradient);
             self.unit_gradient_ready = false;
             return Ok(());

@@ -40,7 +40,7 @@ impl<T: Element> SigmoidLayer<T> {
     }
 }
 
-/// The logistic function `1 / (1 + e^-x)` in the accumulation type.
+/// Returns the logistic function `1 / (1 + e^-x)` in the accumulation type.
 #[inline(always)]
 pub fn sigmoid<A: Float + 'static>(x: A) -> A {
     A::one() / (A::one() + exp(-x))

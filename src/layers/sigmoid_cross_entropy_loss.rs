@@ -94,8 +94,8 @@ impl<T: Element> SigmoidCrossEntropyLossLayer<T> {
     }
 }
 
-/// Loss term of one logit and target and the gradient before scaling, both
-/// 0 where `ignored`.
+/// Returns the loss term of one logit and target and the gradient before
+/// scaling, both 0 where `ignored`.
 ///
 /// The term is Caffe's `x (t - [x >= 0]) - ln(1 + e^(x - 2x [x >= 0]))`,
 /// whose exponent is never positive; the loss subtracts it.

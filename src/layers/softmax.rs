@@ -108,7 +108,7 @@ multiversion! {
     }
 }
 
-/// Softmax of one contiguous row (inner size 1).
+/// Writes the softmax of one contiguous row (inner size 1) into `y`.
 #[inline(always)]
 fn softmax_row<A: Float + 'static>(x: &[A], y: &mut [A]) {
     let m = max(x);
@@ -121,8 +121,9 @@ fn softmax_row<A: Float + 'static>(x: &[A], y: &mut [A]) {
     }
 }
 
-/// Softmax across the channel planes of one outer index (inner size > 1),
-/// each position on its own, with `max` and `sum` of length inner as work.
+/// Writes the softmax across the channel planes of one outer index (inner
+/// size > 1) into `y`, each position on its own, with `max` and `sum` of
+/// length inner as work.
 #[inline(always)]
 fn softmax_planes<A: Float + 'static>(x: &[A], y: &mut [A], max: &mut [A], sum: &mut [A]) {
     let inner = max.len();

@@ -126,7 +126,7 @@ pub(super) fn parse_labels<T: Element>(
 
 multiversion! {
     /// Parses labels that are all integral classes in range or equal to
-    /// `ignore_label`, in one branch-free pass; returns the number not
+    /// `ignore_label`, in one branch-free pass. Returns the number not
     /// ignored, or `None` when any label needs [`parse_labels`]'s checks.
     fn parse_integral_labels[T: Element](
         labels: &[T],
