@@ -1,9 +1,9 @@
 //! Layers keep results of forward for backward (probabilities, parsed
 //! labels, and for HingeLoss the whole gradient at loss weight 1). These
 //! tests run the Caffe reference cases through the paths that do not use
-//! the saved results as they are: a loss weight other than 1, and a second
-//! backward pass without a forward pass in between.
-
+//! the saved results as they are: a loss weight other than 1, a second
+//! backward pass without a forward pass in between, and a backward pass
+//! with no forward pass at all.
 use std::path::{Path, PathBuf};
 
 use caffe_loss::caffe::{NetParameter, Phase};
@@ -139,4 +139,40 @@ fn second_backward_matches_first() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn backward_before_forward_is_rejected() {
+    // Layers that keep results of forward for backward. The others compute
+    // backward from the blobs alone.
+    const KEEPING: &[&str] = &[
+        "SoftmaxWithLoss",
+        "InfogainLoss",
+        "SigmoidCrossEntropyLoss",
+        "HingeLoss",
+        "MultinomialLogisticLoss",
+        "ContrastiveLoss",
+    ];
+    let mut checked = 0;
+    for case in cases() {
+        let param = caffe_loss::prototxt::read_net(&case.join("net.prototxt"), Phase::Train)
+            .expect("case parses");
+        let layer_type = param.layer[1].r#type().to_string();
+        let mut net = build(&case, &param);
+        let result = net.backward();
+        if KEEPING.contains(&layer_type.as_str()) {
+            let error = result
+                .expect_err("backward before forward must fail")
+                .to_string();
+            assert!(
+                error.contains("run forward first"),
+                "{}: unexpected error: {error}",
+                stem(&case)
+            );
+            checked += 1;
+        } else {
+            result.unwrap_or_else(|e| panic!("{}: backward failed: {e}", stem(&case)));
+        }
+    }
+    assert!(checked >= 20, "only {checked} cases checked");
 }

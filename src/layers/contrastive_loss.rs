@@ -258,6 +258,9 @@ impl<T: Element> Layer<T> for ContrastiveLossLayer<T> {
         }
         let num = legacy_dim(bottom[0].shape(), 0);
         let channels = legacy_dim(bottom[0].shape(), 1);
+        if self.dist_sq.len() != num || self.similar.len() != num {
+            return Err(self.info.missing_forward());
+        }
         if channels == 0 {
             return Ok(());
         }

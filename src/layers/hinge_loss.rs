@@ -248,6 +248,9 @@ impl<T: Element> Layer<T> for HingeLossLayer<T> {
         if dim == 0 {
             return Ok(());
         }
+        if self.labels.len() != num {
+            return Err(self.info.missing_forward());
+        }
         let weight = top_weight(top[0]);
         let ready = self.unit_gradient_ready && self.unit_gradient.len() == bottom_diff[0].len();
         if ready && weight == T::Acc::one() {

@@ -305,6 +305,10 @@ impl<T: Element> Layer<T> for InfogainLossLayer<T> {
         if !propagate_down[0] {
             return Ok(());
         }
+        let positions = self.dims.outer * self.dims.inner;
+        if self.prob.len() != bottom_diff[0].len() || self.labels.len() != positions {
+            return Err(self.info.missing_forward());
+        }
         let channels = self.dims.channels;
         let buffers = &mut self.buffers;
         let h = matrix(bottom, &self.source_h, &mut buffers.second_input);

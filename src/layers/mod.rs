@@ -153,6 +153,16 @@ impl LayerInfo {
         }
     }
 
+    /// Builds the [`Error::Usage`] of a backward pass that finds no results
+    /// of a forward pass over bottoms of the current shapes.
+    pub fn missing_forward(&self) -> Error {
+        Error::Usage(format!(
+            "layer '{}' ({}): backward needs the results of a forward pass over the same \
+             bottoms; run forward first",
+            self.name, self.layer_type
+        ))
+    }
+
     /// Builds an [`Error::Shape`] about bottom `index`.
     pub fn bottom_shape_error(&self, index: usize, message: impl Into<String>) -> Error {
         Error::Shape {
@@ -266,6 +276,12 @@ pub trait Layer<T: Element>: Send {
 
     /// Computes the gradient of every bottom `i` with `propagate_down[i]` into
     /// `bottom_diff[i]` (overwriting it), from the tops' data and diff.
+    ///
+    /// Like Caffe's layers, a layer may use what it kept from its last
+    /// forward pass (probabilities, parsed labels), so forward must have run
+    /// on the same bottoms. A layer with no such results for the current
+    /// shapes returns [`Error::Usage`]; one with results from other bottom
+    /// values of the same shapes cannot tell and uses them.
     fn backward(
         &mut self,
         top: &[&Blob<T>],

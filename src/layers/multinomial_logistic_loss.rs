@@ -113,6 +113,9 @@ impl<T: Element> Layer<T> for MultinomialLogisticLossLayer<T> {
             return Ok(());
         }
         let (num, dim) = num_and_dim(bottom[0].shape());
+        if self.labels.len() != num {
+            return Err(self.info.missing_forward());
+        }
         let floor: T::Acc = acc(LOG_THRESHOLD);
         let scale = -top_weight(top[0]) / acc::<T::Acc>(num as f64);
         let data = bottom[0].data();

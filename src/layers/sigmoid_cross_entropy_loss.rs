@@ -208,6 +208,9 @@ impl<T: Element> Layer<T> for SigmoidCrossEntropyLossLayer<T> {
         if !propagate_down[0] {
             return Ok(());
         }
+        if self.grad.len() != bottom_diff[0].len() {
+            return Err(self.info.missing_forward());
+        }
         let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
         let dx = output_view(&mut bottom_diff[0], &mut self.buffers.output);
         scale_into(&self.grad, dx, scale);

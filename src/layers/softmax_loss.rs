@@ -279,6 +279,10 @@ impl<T: Element> Layer<T> for SoftmaxWithLossLayer<T> {
         if !propagate_down[0] {
             return Ok(());
         }
+        let positions = self.dims.outer * self.dims.inner;
+        if self.prob.len() != bottom_diff[0].len() || self.labels.len() != positions {
+            return Err(self.info.missing_forward());
+        }
         let scale = top_weight(top[0]) / acc::<T::Acc>(self.normalizer);
         let buffers = &mut self.buffers;
         let dx = output_view(&mut bottom_diff[0], &mut buffers.output);
