@@ -4,6 +4,7 @@
 //! the saved results as they are: a loss weight other than 1, a second
 //! backward pass without a forward pass in between, and a backward pass
 //! with no forward pass at all.
+
 use std::path::{Path, PathBuf};
 
 use caffe_loss::caffe::{NetParameter, Phase};
