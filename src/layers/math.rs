@@ -148,7 +148,7 @@ macro_rules! multiversion {
             #[inline(always)]
             fn body<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? $body
 
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", avx512_kernels))]
             #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,avx")]
             unsafe fn with_avx512<$a: $($bound)+>($($arg: $ty),*) $(-> $ret)? {
                 body::<$a>($($arg),*)
@@ -163,6 +163,7 @@ macro_rules! multiversion {
             #[cfg(target_arch = "x86_64")]
             match $crate::layers::math::simd_level() {
                 // SAFETY: simd_level reports only features the CPU has.
+                #[cfg(avx512_kernels)]
                 $crate::layers::math::SimdLevel::Avx512 => {
                     return unsafe { with_avx512::<$a>($($arg),*) };
                 }
@@ -170,7 +171,7 @@ macro_rules! multiversion {
                 $crate::layers::math::SimdLevel::Avx2 => {
                     return unsafe { with_avx2::<$a>($($arg),*) };
                 }
-                $crate::layers::math::SimdLevel::Baseline => {}
+                _ => {}
             }
             body::<$a>($($arg),*)
         }
@@ -181,7 +182,8 @@ pub(crate) use multiversion;
 /// Widest vector instruction set a [`multiversion`] kernel may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimdLevel {
-    /// AVX-512 F, VL, BW and DQ.
+    /// AVX-512 F, VL, BW and DQ; never reported when the compiler is older
+    /// than Rust 1.89, which has no stable AVX-512 target features.
     Avx512,
     /// AVX2.
     Avx2,
@@ -196,7 +198,8 @@ pub fn simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected;
-        if is_x86_feature_detected!("avx512f")
+        if cfg!(avx512_kernels)
+            && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512dq")
