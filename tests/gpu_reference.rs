@@ -4,13 +4,15 @@
 //! Without a usable GPU each test prints `skipped: <reason>` and returns;
 //! such a run checks nothing.
 
-use std::path::{Path, PathBuf};
 
 use caffe_loss::caffe::Phase;
 use caffe_loss::gpu::GpuElement;
 use caffe_loss::gpu_net::run_on_gpu;
 use caffe_loss::npy::read_npy;
 use caffe_loss::ErrorKind;
+
+mod common;
+use common::{npy_files, reference_cases, stem};
 
 /// Same tolerance as the CPU reference test: float32 in another order
 /// agrees with Caffe to about 1e-5 relative.
@@ -25,34 +27,6 @@ fn gpu_ready() -> bool {
             false
         }
     }
-}
-
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/caffe-reference");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("reference data folder exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("net.prototxt").exists())
-        .collect();
-    cases.sort();
-    cases
-}
-
-fn npy_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.retain(|p| p.extension().is_some_and(|x| x == "npy"));
-    files.sort();
-    files
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string()
 }
 
 fn close(expected: &[f64], got: &[f64]) -> Option<String> {
@@ -73,7 +47,7 @@ fn close(expected: &[f64], got: &[f64]) -> Option<String> {
 
 fn run_all<T: GpuElement>() {
     let mut failures = Vec::new();
-    for case in cases() {
+    for case in reference_cases() {
         let inputs: Vec<String> = npy_files(&case.join("inputs"))
             .iter()
             .map(|p| format!("{}={}", stem(p), p.display()))

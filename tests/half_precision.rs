@@ -8,7 +8,7 @@
 //! f32 arithmetic runs in a different order than Caffe's. The tests below
 //! bound each of them and then the total.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caffe_loss::caffe::Phase;
 use caffe_loss::layers::BuildContext;
@@ -16,6 +16,9 @@ use caffe_loss::net::Net;
 use caffe_loss::npy::read_npy;
 use caffe_loss::Element;
 use half::{bf16, f16};
+
+mod common;
+use common::{npy_files, reference_cases, stem};
 
 /// Unit roundoff of f16: an 11-bit significand, so rounding to nearest has
 /// a relative error of at most 2^-11 ≈ 4.9e-4 for normal values.
@@ -46,41 +49,6 @@ const CAFFE_FACTOR: f64 = 2.0 * (1.0 + INPUT_ROUNDING_FACTOR);
 /// (6e-8) and the sums of the reference cases have at most a few hundred
 /// terms.
 const F32_ARITHMETIC: f64 = 1e-5;
-
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/caffe-reference");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("reference data folder exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("net.prototxt").exists())
-        .collect();
-    cases.sort();
-    assert!(
-        cases.len() >= 27,
-        "expected the 27 reference cases, found {}",
-        cases.len()
-    );
-    cases
-}
-
-fn npy_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string()
-}
 
 /// Rounds `value` to the 16-bit type `H` and back.
 fn round_to<H: Element>(value: f64) -> f64 {
@@ -212,7 +180,7 @@ fn check_close<H: Element, S: Element>(
 }
 
 fn compare_with_caffe<H: Element>() {
-    for case in cases() {
+    for case in reference_cases() {
         let mut net = load_case::<H, H>(&case);
         let values = run_and_pair(&case, &mut net);
         check_close::<H, H>(&values, |v| v.caffe, CAFFE_FACTOR, 0.0);
@@ -234,7 +202,7 @@ fn reference_cases_bf16() {
 /// `u (1 + |value|)`, beyond Caffe's own float32 error of 1e-4 relative
 /// (the tolerance of tests/reference.rs).
 fn input_rounding_effect<H: Element>() {
-    for case in cases() {
+    for case in reference_cases() {
         let mut net = load_case::<f64, H>(&case);
         let values = run_and_pair(&case, &mut net);
         check_close::<H, f64>(&values, |v| v.caffe, INPUT_ROUNDING_FACTOR, 1e-4);
@@ -250,7 +218,7 @@ fn input_rounding_effect_is_bounded() {
 /// Runs the case in `H` and in f64 on the same rounded inputs: the 16-bit
 /// result must be the f64 result rounded once, up to the f32 arithmetic.
 fn rounds_once<H: Element>() {
-    for case in cases() {
+    for case in reference_cases() {
         let mut exact = load_case::<f64, H>(&case);
         let exact = run_and_pair(&case, &mut exact);
         let mut net = load_case::<H, H>(&case);
@@ -413,7 +381,7 @@ fn gradients_f32_on_f16_inputs() {
     let mut problems = Vec::new();
     let mut checked = 0;
     let mut compared = 0;
-    for case in cases() {
+    for case in reference_cases() {
         if NOT_DIFFERENTIABLE
             .iter()
             .any(|(name, _)| stem(&case) == *name)

@@ -1,7 +1,7 @@
 //! Every case computed by real Caffe 1.0 (tests/data/caffe-reference), run in
 //! f32 and f64 and compared with Caffe's tops and gradients.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caffe_loss::caffe::Phase;
 use caffe_loss::layers::BuildContext;
@@ -9,40 +9,13 @@ use caffe_loss::net::Net;
 use caffe_loss::npy::{read_npy, read_npy_as};
 use caffe_loss::Element;
 
+mod common;
+use common::{npy_files, reference_cases, stem};
+
 /// Caffe's float32 arithmetic in a different order agrees to about 1e-5
 /// relative; beyond 1e-4 relative plus 1e-6 absolute is a real difference.
 const RELATIVE: f64 = 1e-4;
 const ABSOLUTE: f64 = 1e-6;
-
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/caffe-reference");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("reference data folder exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("net.prototxt").exists())
-        .collect();
-    cases.sort();
-    cases
-}
-
-fn npy_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string()
-}
 
 /// Runs one case and returns a list of mismatches (empty when it passes).
 fn run_case<T: Element>(case: &Path) -> Vec<String> {
@@ -130,7 +103,7 @@ fn run_case<T: Element>(case: &Path) -> Vec<String> {
 }
 
 fn run_all<T: Element>() {
-    let cases = cases();
+    let cases = reference_cases();
     assert!(
         cases.len() >= 27,
         "expected the 27 reference cases, found {}",

@@ -5,52 +5,20 @@
 //! backward pass without a forward pass in between, and a backward pass
 //! with no forward pass at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caffe_loss::caffe::{NetParameter, Phase};
 use caffe_loss::layers::BuildContext;
 use caffe_loss::net::Net;
 use caffe_loss::npy::{read_npy, read_npy_as};
 
+mod common;
+use common::{npy_files, reference_cases, stem};
+
 /// Tolerance of tests/reference.rs: float32 in another order agrees with
 /// Caffe to about 1e-5 relative.
 const RELATIVE: f64 = 1e-4;
 const ABSOLUTE: f64 = 1e-6;
-
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/caffe-reference");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("reference data folder exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("net.prototxt").exists())
-        .collect();
-    cases.sort();
-    assert!(
-        cases.len() >= 27,
-        "expected 27 cases, found {}",
-        cases.len()
-    );
-    cases
-}
-
-fn npy_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string()
-}
 
 fn build(case: &Path, param: &NetParameter) -> Net<f32> {
     let context = BuildContext {
@@ -82,7 +50,7 @@ fn loss_weights(net: &Net<f32>) -> Vec<Vec<f64>> {
 #[test]
 fn loss_weight_three_triples_gradients() {
     let mut failures = Vec::new();
-    for case in cases() {
+    for case in reference_cases() {
         let mut param = caffe_loss::prototxt::read_net(&case.join("net.prototxt"), Phase::Train)
             .expect("case parses");
         let original = build(&case, &param);
@@ -124,7 +92,7 @@ fn loss_weight_three_triples_gradients() {
 #[test]
 fn second_backward_matches_first() {
     let mut failures = Vec::new();
-    for case in cases() {
+    for case in reference_cases() {
         let param = caffe_loss::prototxt::read_net(&case.join("net.prototxt"), Phase::Train)
             .expect("case parses");
         let mut net = build(&case, &param);
@@ -155,7 +123,7 @@ fn backward_before_forward_is_rejected() {
         "ContrastiveLoss",
     ];
     let mut checked = 0;
-    for case in cases() {
+    for case in reference_cases() {
         let param = caffe_loss::prototxt::read_net(&case.join("net.prototxt"), Phase::Train)
             .expect("case parses");
         let layer_type = param.layer[1].r#type().to_string();
