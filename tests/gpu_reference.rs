@@ -4,7 +4,6 @@
 //! Without a usable GPU each test prints `skipped: <reason>` and returns;
 //! such a run checks nothing.
 
-
 use caffe_loss::caffe::Phase;
 use caffe_loss::gpu::GpuElement;
 use caffe_loss::gpu_net::run_on_gpu;
