@@ -99,7 +99,7 @@ for test_bin in "$BIN_DIR"/gpu_*; do
     case "$test_bin" in *.d) continue ;; esac
     found_tests=$((found_tests + 1))
     name="$(basename "$test_bin" | sed 's/-[0-9a-f]\{16\}$//')"
-    step "$name" 180 "$test_bin" --nocapture
+    step "$name" 180 "$test_bin" --include-ignored --nocapture
     if grep -q "^skipped:" "$OUT_DIR/$name.log"; then
         note "FAILED  $name skipped tests on a GPU machine: $(grep -m1 '^skipped:' "$OUT_DIR/$name.log")"
         failures=$((failures + 1))
@@ -117,7 +117,7 @@ ops_bin="$(ls "$BIN_DIR"/gpu_ops* 2>/dev/null | grep -v '\.d$' | head -n 1)"
 if command -v compute-sanitizer >/dev/null 2>&1 && [ -n "$ops_bin" ]; then
     for tool in memcheck racecheck; do
         step "sanitizer-$tool" 120 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-            "$ops_bin" sanitizer_small_cases --exact --test-threads=1 --nocapture
+            "$ops_bin" sanitizer_small_cases --exact --include-ignored --test-threads=1 --nocapture
     done
 else
     note "skip    compute-sanitizer (not installed, or no gpu_ops binary)"

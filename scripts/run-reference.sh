@@ -6,15 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
+binary="${CARGO_TARGET_DIR:-target}/release/caffe-loss"
 failed=0
-for case in tests/data/caffe-reference/*/; do
+for case in tests/data/caffe-reference/*; do
+    [ -f "$case/net.prototxt" ] || continue
     args=()
-    for input in "$case"inputs/*.npy; do
+    for input in "$case"/inputs/*.npy; do
         args+=(--input "$(basename "$input" .npy)=$input")
     done
     printf '%-38s ' "$(basename "$case")"
-    if ! ./target/release/caffe-loss run "$case/net.prototxt" "${args[@]}" \
-        --expect "$case/expected" "$@" | tail -n 1; then
+    if ! "$binary" run "$case/net.prototxt" "${args[@]}" \
+        --expect "$case/expected" "$@" 2>&1 | tail -n 1; then
         failed=$((failed + 1))
     fi
 done

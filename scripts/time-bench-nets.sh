@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 iterations=${1:-20}
 dtype=${2:-f32}
 cargo build --release --quiet
-binary=./target/release/caffe-loss
+binary="${CARGO_TARGET_DIR:-target}/release/caffe-loss"
 readme=tests/data/bench-nets/README.md
 
 echo "| net | Caffe forward | ours forward | ratio | Caffe backward | ours backward | ratio |"

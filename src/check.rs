@@ -205,6 +205,27 @@ enum Role {
 /// Parses, upgrades and filters `path`, then checks every supported layer.
 pub fn check_model(path: &Path, options: &CheckOptions) -> Result<CheckReport> {
     let net = crate::prototxt::read_net(path, options.phase)?;
+    if net.layer.is_empty() {
+        return Err(Error::model(
+            path.display().to_string(),
+            "the model defines no layers (after phase filtering and upgrade)",
+        ));
+    }
+    if options.batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".to_string()));
+    }
+    for (name, _) in &options.shapes {
+        let known = net
+            .layer
+            .iter()
+            .any(|l| l.top.contains(name) || l.bottom.contains(name));
+        if !known {
+            return Err(Error::Usage(format!(
+                "--shape {name}: no layer of {} reads or writes a blob named '{name}'",
+                path.display()
+            )));
+        }
+    }
     let device = crate::device::select(options.device)?;
     let context = BuildContext {
         model_dir: path.parent().map(Path::to_path_buf),

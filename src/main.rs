@@ -30,9 +30,7 @@ fn main() -> ExitCode {
     match cli::execute(args) {
         Ok(code) => code,
         Err(error) => {
-            let text = error.to_string();
-            // One line: a kernel compile log is summarised by its first line.
-            eprintln!("caffe-loss: {}", text.lines().next().unwrap_or_default());
+            eprintln!("caffe-loss: {}", one_line(&error.to_string()));
             if error.kind() == ErrorKind::Usage {
                 ExitCode::from(2)
             } else {
@@ -64,5 +62,16 @@ fn usage_error_line(error: &clap::Error) -> String {
         "invalid usage (see caffe-loss --help)".to_string()
     } else {
         parts.join(" ")
+    }
+}
+
+/// Folds a multi-line message (an NVRTC compile log) into one line: the
+/// summary and the first diagnostic, joined by " | ".
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().trim_end_matches(':');
+    match lines.next() {
+        Some(detail) => format!("{first}: {detail}"),
+        None => first.to_string(),
     }
 }

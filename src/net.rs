@@ -131,6 +131,12 @@ impl<T: Element> Net<T> {
             shapes_current: false,
             diff_is_zero: Vec::new(),
         };
+        if param.layer.is_empty() {
+            return Err(Error::model(
+                file,
+                "the model defines no layers (after phase filtering and upgrade)",
+            ));
+        }
         let force_backward = param.force_backward();
         let mut current: HashMap<String, usize> = HashMap::new();
         for layer_param in &param.layer {

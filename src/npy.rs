@@ -58,9 +58,9 @@ pub fn read_npy(path: &Path) -> Result<NpyData> {
     Err(Error::file(
         path,
         format!(
-            "unsupported .npy dtype {}; expected float32, float64, an integer type or bool \
-             (convert float16 data to float32 first)",
-            descriptor(path).unwrap_or_else(|| "(unreadable header)".to_string())
+            "unsupported .npy dtype {}; expected float32, float64, an integer type or bool, \
+             so convert the data to float32 first",
+            descriptor(path).map_or_else(|| "(unreadable header)".to_string(), |d| dtype_words(&d))
         ),
     ))
 }
@@ -226,6 +226,9 @@ fn read_as<T: ReadableElement>(path: &Path) -> std::result::Result<ArrayD<T>, Re
 
 fn npy_error(path: &Path, error: ReadNpyError) -> Error {
     let message = match error {
+        ReadNpyError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated .npy file: it ends inside the header or the data".to_string()
+        }
         ReadNpyError::Io(e) => format!("cannot read .npy file: {e}"),
         ReadNpyError::MissingData => {
             "truncated .npy file: the data is shorter than the header's shape needs".to_string()
@@ -239,6 +242,20 @@ fn npy_error(path: &Path, error: ReadNpyError) -> Error {
         other => format!("invalid .npy file: {other}"),
     };
     Error::file(path, message)
+}
+
+/// Names a .npy type descriptor in words, for error messages: `<f2` is
+/// `<f2 (float16)`.
+fn dtype_words(descr: &str) -> String {
+    let code = descr.trim_start_matches(['<', '>', '|', '=']);
+    let name = match code {
+        "f2" => "float16",
+        "c8" => "complex64",
+        "c16" => "complex128",
+        "f16" => "float128",
+        _ => return descr.to_string(),
+    };
+    format!("{descr} ({name})")
 }
 
 /// Reads the `descr` entry of a .npy header, for error messages.

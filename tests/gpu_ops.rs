@@ -1,8 +1,9 @@
 //! GPU launchers against f64 references computed in this file, for f32, f64,
 //! f16 and bf16.
 //!
-//! Without a usable GPU every test prints `skipped: <reason>` and returns;
-//! such a run checks nothing.
+//! The tests are ignored by default because they need a GPU;
+//! `scripts/gpu-check.sh` runs them with `--include-ignored`. Run that way
+//! without a usable GPU, each test prints `skipped: <reason>` and returns.
 // The f64 references index several arrays by the same loop counter.
 #![allow(clippy::needless_range_loop)]
 
@@ -227,6 +228,7 @@ fn check_softmax<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_softmax::<f32>(gpu);
@@ -329,6 +331,7 @@ fn check_softmax_loss<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_softmax_loss::<f32>(gpu);
@@ -357,6 +360,7 @@ fn check_flt_min_clamp<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_loss_clamps_at_flt_min() {
     let Some(gpu) = gpu() else { return };
     check_flt_min_clamp::<f32>(gpu);
@@ -364,6 +368,7 @@ fn softmax_loss_clamps_at_flt_min() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_loss_all_ignored_is_zero() {
     let Some(gpu) = gpu() else { return };
     let d = RowDims::new(37, 33, 1);
@@ -386,6 +391,7 @@ fn softmax_loss_all_ignored_is_zero() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_loss_bad_label_is_error() {
     let Some(gpu) = gpu() else { return };
     let d = RowDims::new(20, 10, 1);
@@ -429,6 +435,7 @@ fn softmax_loss_bad_label_is_error() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn softmax_loss_is_bitwise_repeatable() {
     let Some(gpu) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(4);
@@ -522,6 +529,7 @@ fn check_infogain<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn infogain_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_infogain::<f32>(gpu);
@@ -562,6 +570,7 @@ fn check_sigmoid<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn sigmoid_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_sigmoid::<f32>(gpu);
@@ -616,6 +625,7 @@ fn check_sigmoid_cross_entropy<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn sigmoid_cross_entropy_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_sigmoid_cross_entropy::<f32>(gpu);
@@ -672,6 +682,7 @@ fn check_euclidean<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn euclidean_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_euclidean::<f32>(gpu);
@@ -730,6 +741,7 @@ fn check_hinge<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn hinge_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_hinge::<f32>(gpu);
@@ -739,6 +751,7 @@ fn hinge_loss_matches_reference() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn hinge_loss_bad_label_is_error() {
     let Some(gpu) = gpu() else { return };
     let (x, _) = upload::<f64>(gpu, &[0.5; 12]);
@@ -804,6 +817,7 @@ fn check_multinomial<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn multinomial_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_multinomial::<f32>(gpu);
@@ -906,6 +920,7 @@ fn check_contrastive<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn contrastive_loss_matches_reference() {
     let Some(gpu) = gpu() else { return };
     check_contrastive::<f32>(gpu);
@@ -987,6 +1002,7 @@ fn check_accuracy<T: GpuElement>(gpu: &Gpu) {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn accuracy_matches_partial_sort() {
     let Some(gpu) = gpu() else { return };
     check_accuracy::<f32>(gpu);
@@ -996,6 +1012,7 @@ fn accuracy_matches_partial_sort() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn accuracy_ties_favour_higher_class() {
     let Some(gpu) = gpu() else { return };
     // All four scores tie: partial_sort with std::greater puts class 3 first.
@@ -1021,6 +1038,7 @@ fn accuracy_ties_favour_higher_class() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn length_mismatch_is_error() {
     let Some(gpu) = gpu() else { return };
     let d = RowDims::new(4, 5, 1);
@@ -1037,6 +1055,7 @@ fn length_mismatch_is_error() {
 /// for `scripts/gpu-check.sh` to run under compute-sanitizer (memcheck,
 /// racecheck) in seconds.
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn sanitizer_small_cases() {
     let Some(gpu) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(13);

@@ -1,8 +1,9 @@
 //! Every Caffe 1.0 reference case run through the GPU net runner, in f32 and
 //! f64, against Caffe's numbers, and the bad-label path on the device.
 //!
-//! Without a usable GPU each test prints `skipped: <reason>` and returns;
-//! such a run checks nothing.
+//! The tests are ignored by default because they need a GPU;
+//! `scripts/gpu-check.sh` runs them with `--include-ignored`. Run that way
+//! without a usable GPU, each test prints `skipped: <reason>` and returns.
 
 use caffe_loss::caffe::Phase;
 use caffe_loss::gpu::GpuElement;
@@ -85,6 +86,7 @@ fn run_all<T: GpuElement>() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn gpu_reference_cases_f32() {
     if gpu_ready() {
         run_all::<f32>();
@@ -92,6 +94,7 @@ fn gpu_reference_cases_f32() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn gpu_reference_cases_f64() {
     if gpu_ready() {
         run_all::<f64>();
@@ -99,6 +102,7 @@ fn gpu_reference_cases_f64() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU; scripts/gpu-check.sh runs it"]
 fn gpu_label_out_of_range_is_an_error() {
     if !gpu_ready() {
         return;

@@ -31,6 +31,11 @@ pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Re
     let mut fed = Vec::new();
     for arg in inputs {
         let (name, path) = super::split_pair(arg, "--input", "label=label.npy")?;
+        if fed.iter().any(|f| f == name) {
+            return Err(Error::Usage(format!(
+                "--input {name} is given twice; give each input blob once"
+            )));
+        }
         let (shape, values) = read_npy_as::<T>(Path::new(path))?;
         net.set_input(name, &shape, values)?;
         fed.push(name.to_string());
@@ -85,11 +90,30 @@ pub fn print_loss<T: Element>(name: &str, value: f64) {
     }
 }
 
-/// Relative tolerance of `--expect`: float32 arithmetic in another order
-/// agrees with Caffe to about 1e-5; 1e-4 (plus 1e-6 absolute) is a real
-/// difference.
+/// Relative tolerance of `--expect` for f32 and f64: float32 arithmetic in
+/// another order agrees with Caffe to about 1e-5; 1e-4 (plus 1e-6 absolute)
+/// is a real difference.
 const EXPECT_RELATIVE: f64 = 1e-4;
 const EXPECT_ABSOLUTE: f64 = 1e-6;
+
+/// Whether `got` matches `expected` for element type `T`. The 16-bit types
+/// allow 4 units of their roundoff u times (1 + |expected|): one rounding of
+/// the inputs and one of the result, doubled for second-order terms
+/// (u = 2^-11 for f16, 2^-8 for bf16). A value beyond the type's range
+/// matches an infinity of the same sign.
+fn matches<T: Element>(expected: f64, got: f64) -> bool {
+    let roundoff = match T::NAME {
+        "f16" => 2f64.powi(-11),
+        "bf16" => 2f64.powi(-8),
+        _ => 0.0,
+    };
+    if got.is_infinite() && T::from_f64(expected).to_f64() == got {
+        return true;
+    }
+    let error = (expected - got).abs();
+    let tolerance = EXPECT_RELATIVE * expected.abs() + EXPECT_ABSOLUTE;
+    error <= tolerance.max(4.0 * roundoff * (1.0 + expected.abs()))
+}
 
 /// Compares the tops and input gradients with `dir/data/*.npy` and
 /// `dir/diff/*.npy` as written by Caffe (or by `run --out`).
@@ -137,14 +161,15 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
             }
             for (i, (e, g)) in expected.values.iter().zip(&got).enumerate() {
                 let error = (e - g).abs();
-                let close = error <= EXPECT_RELATIVE * e.abs() + EXPECT_ABSOLUTE;
-                if !close {
+                if !matches::<T>(*e, *g) {
                     return Err(Error::file(
                         file,
                         format!("{kind} '{name}' differs at flat index {i}: expected {e}, got {g}"),
                     ));
                 }
-                worst = worst.max(error / e.abs().max(1e-6));
+                if error.is_finite() {
+                    worst = worst.max(error / e.abs().max(1e-6));
+                }
             }
             compared += 1;
         }

@@ -12,7 +12,7 @@ use super::{ignore_label, top_weight, BuildContext, Layer, LayerInfo, Normalizat
 use crate::blob::{shape_string, Blob};
 use crate::caffe::LayerParameter;
 use crate::element::{acc, Element};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::multinomial_logistic_loss::LOG_THRESHOLD;
 
 /// Infogain loss of raw scores (Caffe 1.0 semantics: the layer applies its own
@@ -82,7 +82,19 @@ impl<T: Element> InfogainLossLayer<T> {
                      infogain_loss_param.source",
                 ));
             };
-            let blob = crate::binaryproto::read_blob_proto(&context.resolve(source))?;
+            let path = context.resolve(source);
+            let blob = crate::binaryproto::read_blob_proto(&path).map_err(|e| match e {
+                Error::File { path, message } => Error::File {
+                    path,
+                    message: format!(
+                        "{message} (the infogain matrix H of layer '{}' (InfogainLoss), \
+                         infogain_loss_param.source '{source}', looked for {})",
+                        info.name,
+                        context.candidates(source).join(" then ")
+                    ),
+                },
+                other => other,
+            })?;
             Some((blob.shape, blob.values.iter().map(|&v| acc(v)).collect()))
         } else {
             None

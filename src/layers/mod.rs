@@ -300,6 +300,17 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
+    /// Lists where a relative `path` is looked for, in order, as text.
+    pub fn candidates(&self, path: &str) -> Vec<String> {
+        let given = Path::new(path);
+        let mut out = Vec::new();
+        if let (false, Some(dir)) = (given.is_absolute(), &self.model_dir) {
+            out.push(dir.join(given).display().to_string());
+        }
+        out.push(given.display().to_string());
+        out
+    }
+
     /// Resolves `path` beside the model first, then in the current directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let given = Path::new(path);
