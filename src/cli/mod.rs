@@ -26,7 +26,7 @@ enum Command {
     /// Feed a net's Input blobs from .npy files, run forward and backward and
     /// write every top and every input gradient.
     Run {
-        /// Net definition (prototxt, V2 or V1 format).
+        /// Net definition (prototxt in the V2, V1 or V0 format).
         model: PathBuf,
         /// An Input blob and the .npy file that feeds it, as BLOB=FILE.
         #[arg(long = "input", value_name = "BLOB=FILE")]
