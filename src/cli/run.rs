@@ -96,7 +96,7 @@ pub fn print_loss<T: Element>(name: &str, value: f64) {
 const EXPECT_RELATIVE: f64 = 1e-4;
 const EXPECT_ABSOLUTE: f64 = 1e-6;
 
-/// Whether `got` matches `expected` for element type `T`. The 16-bit types
+/// Returns whether `got` matches `expected` for element type `T`. The 16-bit types
 /// allow 4 units of their roundoff u times (1 + |expected|): one rounding of
 /// the inputs and one of the result, doubled for second-order terms
 /// (u = 2^-11 for f16, 2^-8 for bf16). A value beyond the type's range

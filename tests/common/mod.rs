@@ -20,7 +20,7 @@ pub fn reference_cases() -> Vec<PathBuf> {
     cases
 }
 
-/// The .npy files of `dir`, sorted; none when the folder does not exist.
+/// Lists the .npy files of `dir`, sorted; none when the folder does not exist.
 pub fn npy_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
