@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+use caffe_loss::check::fill_random_inputs;
 use caffe_loss::gpu::GpuElement;
-use caffe_loss::gpu_net::{load_with_random_inputs, GpuNet};
+use caffe_loss::gpu_net::{upload_net, GpuNet};
+use caffe_loss::net::{load_model, LoadedNet};
 
 /// Nets timed: the realistic sizes of tests/data/bench-nets and the
 /// bandwidth-sized nets of benches/nets (about 64 MB of scores each).
@@ -44,6 +46,13 @@ fn input_bytes<T: GpuElement>(model: &Path) -> u64 {
     u64::try_from(elements).unwrap_or(0) * T::BYTES as u64
 }
 
+/// Builds the net of `model` with random inputs of the ranges its layers expect.
+fn load_with_random_inputs<T: GpuElement>(model: &Path) -> caffe_loss::Result<LoadedNet<T>> {
+    let mut loaded = load_model::<T>(model, caffe_loss::caffe::Phase::Train)?;
+    fill_random_inputs(&mut loaded.net, &loaded.param)?;
+    Ok(loaded)
+}
+
 fn time_pass<T: GpuElement>(
     net: &mut GpuNet<T>,
     layer: usize,
@@ -75,7 +84,7 @@ fn bench_dtype<T: GpuElement>(c: &mut Criterion) {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let mut net = match load_with_random_inputs::<T>(&model) {
+        let mut net = match load_with_random_inputs::<T>(&model).and_then(upload_net) {
             Ok(net) => net,
             Err(e) => {
                 println!("skipped {name} ({}): {e}", T::NAME);

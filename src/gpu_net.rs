@@ -12,18 +12,16 @@
 //! The device path has been compiled and its kernels assembled, but not run
 //! on a GPU yet. Shapes are fixed once the net is uploaded.
 
-use std::path::Path;
-
 use cudarc::driver::CudaSlice;
 
 use crate::blob::canonical_axis;
-use crate::caffe::{hinge_loss_parameter::Norm, LayerParameter, NetParameter, Phase};
+use crate::caffe::{hinge_loss_parameter::Norm, LayerParameter, NetParameter};
 use crate::error::{Error, Result};
 use crate::gpu::device::describe_driver_error;
 use crate::gpu::ops::{self, AccuracyOptions, ContrastiveOptions, HingeNorm};
 use crate::gpu::{Gpu, GpuElement, LabelContext, RowDims};
 use crate::layers::{ignore_label, BuildContext, LayerInfo, Normalization};
-use crate::net::{with_automatic_top, Net};
+use crate::net::{with_automatic_top, LoadedNet, Net};
 
 /// Per-layer device state kept from the forward pass for the backward pass.
 struct LayerState<T: GpuElement> {
@@ -785,56 +783,29 @@ impl<T: GpuElement> GpuNet<T> {
     }
 }
 
-/// Builds the net of `model` with its inputs on `gpu`.
-fn load_gpu_net<T: GpuElement>(
-    model: &Path,
-    inputs: &[String],
-    phase: Phase,
-    fill_random: bool,
-) -> Result<GpuNet<T>> {
-    let param = crate::prototxt::read_net(model, phase)?;
-    let context = BuildContext {
-        model_dir: model.parent().map(Path::to_path_buf),
-    };
-    let mut net = Net::<T>::new(&param, &model.display().to_string(), &context)?;
-    for arg in inputs {
-        let (name, path) = arg
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--input expects BLOB=FILE, got '{arg}'")))?;
-        let (shape, values) = crate::npy::read_npy_as::<T>(Path::new(path))?;
-        net.set_input(name, &shape, values)?;
-    }
-    if fill_random {
-        crate::check::fill_random_inputs(&mut net, &param)?;
-    }
+/// Uploads a loaded net, its inputs already fed, to GPU 0.
+pub fn upload_net<T: GpuElement>(loaded: LoadedNet<T>) -> Result<GpuNet<T>> {
     let gpu = Gpu::new(0)?;
     log::info!("device: {} ({})", gpu.name(), gpu.arch());
-    GpuNet::new(gpu, net, &param, &context)
+    GpuNet::new(gpu, loaded.net, &loaded.param, &loaded.context)
 }
 
-/// Builds the net of `model` on GPU 0 with random inputs of valid ranges, for
-/// timing.
-pub fn load_with_random_inputs<T: GpuElement>(model: &Path) -> Result<GpuNet<T>> {
-    load_gpu_net::<T>(model, &[], Phase::Train, true)
-}
-
-/// Runs forward and backward of `model` on the GPU and returns the host net
-/// holding the results.
-pub fn run_on_gpu<T: GpuElement>(model: &Path, inputs: &[String], phase: Phase) -> Result<Net<T>> {
-    let mut net = load_gpu_net::<T>(model, inputs, phase, false)?;
+/// Runs forward and backward of a loaded net on GPU 0 and returns the host
+/// net holding the results.
+pub fn run_on_gpu<T: GpuElement>(loaded: LoadedNet<T>) -> Result<Net<T>> {
+    let mut net = upload_net(loaded)?;
     net.forward()?;
     net.backward()?;
     net.download()
 }
 
-/// Per-layer forward and backward times on the GPU, in milliseconds, with
-/// random inputs of valid ranges; the device is synchronised before each
-/// clock read.
+/// Per-layer forward and backward times of a loaded net on GPU 0, in
+/// milliseconds. The device is synchronised before each clock read.
 pub fn time_on_gpu<T: GpuElement>(
-    model: &Path,
+    loaded: LoadedNet<T>,
     iterations: usize,
 ) -> Result<Vec<(String, f64, f64)>> {
-    let mut net = load_gpu_net::<T>(model, &[], Phase::Train, true)?;
+    let mut net = upload_net(loaded)?;
     net.forward()?;
     net.backward()?;
     let layers = net.num_layers();

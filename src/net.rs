@@ -2,11 +2,13 @@
 //! runs under `force_backward`.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use num_traits::Float;
 
 use crate::blob::{check_shape, shape_string, Blob};
-use crate::caffe::{LayerParameter, NetParameter};
+
+use crate::caffe::{LayerParameter, NetParameter, Phase};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layers::{create_layer, nearest_type, BuildContext, Layer, LayerInfo};
@@ -74,6 +76,31 @@ pub struct Net<T: Element> {
     /// [`Net::prepare_backward`], so that the first gradient into it can be
     /// moved in instead of added.
     diff_is_zero: Vec<bool>,
+}
+
+/// A net built from a model file, with its parsed parameters and the folder
+/// that relative `source:` paths resolve against.
+pub struct LoadedNet<T: Element> {
+    /// The net, with its Input blobs at their declared shapes.
+    pub net: Net<T>,
+    /// The upgraded, phase-filtered model.
+    pub param: NetParameter,
+    /// Where layers look for files named by relative paths.
+    pub context: BuildContext,
+}
+
+/// Reads, upgrades and filters `model` for `phase`, then builds its net.
+pub fn load_model<T: Element>(model: &Path, phase: Phase) -> Result<LoadedNet<T>> {
+    let param = crate::prototxt::read_net(model, phase)?;
+    let context = BuildContext {
+        model_dir: model.parent().map(Path::to_path_buf),
+    };
+    let net = Net::new(&param, &model.display().to_string(), &context)?;
+    Ok(LoadedNet {
+        net,
+        param,
+        context,
+    })
 }
 
 /// Resolves the loss weight of every top as Caffe does. Given weights must

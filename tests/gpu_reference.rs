@@ -8,7 +8,8 @@
 use caffe_loss::caffe::Phase;
 use caffe_loss::gpu::GpuElement;
 use caffe_loss::gpu_net::run_on_gpu;
-use caffe_loss::npy::read_npy;
+use caffe_loss::net::load_model;
+use caffe_loss::npy::{read_npy, read_npy_as};
 use caffe_loss::ErrorKind;
 
 mod common;
@@ -48,11 +49,16 @@ fn close(expected: &[f64], got: &[f64]) -> Option<String> {
 fn run_all<T: GpuElement>() {
     let mut failures = Vec::new();
     for case in reference_cases() {
-        let inputs: Vec<String> = npy_files(&case.join("inputs"))
-            .iter()
-            .map(|p| format!("{}={}", stem(p), p.display()))
-            .collect();
-        let net = match run_on_gpu::<T>(&case.join("net.prototxt"), &inputs, Phase::Train) {
+        let mut loaded =
+            load_model::<T>(&case.join("net.prototxt"), Phase::Train).expect("case builds");
+        for input in npy_files(&case.join("inputs")) {
+            let (shape, values) = read_npy_as::<T>(&input).expect("input reads");
+            loaded
+                .net
+                .set_input(&stem(&input), &shape, values)
+                .expect("input fits");
+        }
+        let net = match run_on_gpu(loaded) {
             Ok(net) => net,
             Err(e) => {
                 failures.push(format!("{}: {e}", stem(&case)));
@@ -116,12 +122,13 @@ fn gpu_label_out_of_range_is_an_error() {
            layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "loss" }"#,
     )
     .expect("model written");
-    let x = dir.path().join("x.npy");
-    let y = dir.path().join("y.npy");
-    caffe_loss::npy::write_npy::<f32>(&x, &[1, 5], &[0.0; 5]).expect("x written");
-    caffe_loss::npy::write_npy::<f32>(&y, &[1], &[7.0]).expect("y written");
-    let inputs = vec![format!("x={}", x.display()), format!("y={}", y.display())];
-    let Err(error) = run_on_gpu::<f32>(&model, &inputs, Phase::Train) else {
+    let mut loaded = load_model::<f32>(&model, Phase::Train).expect("net builds");
+    loaded
+        .net
+        .set_input("x", &[1, 5], vec![0.0; 5])
+        .expect("x fits");
+    loaded.net.set_input("y", &[1], vec![7.0]).expect("y fits");
+    let Err(error) = run_on_gpu(loaded) else {
         panic!("label 7 with 5 classes was accepted");
     };
     assert_eq!(error.kind(), ErrorKind::LabelValue);

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use caffe_loss::caffe::Phase;
 use caffe_loss::device::{self, Device, DeviceChoice};
 use caffe_loss::gpu::GpuElement;
-use caffe_loss::layers::BuildContext;
-use caffe_loss::net::Net;
+use caffe_loss::net::{load_model, LoadedNet, Net};
 use caffe_loss::npy::{read_npy_as, write_npy};
 use caffe_loss::{Element, Error, Result};
 
@@ -20,14 +19,12 @@ pub struct RunOptions {
     pub phase: Phase,
 }
 
-/// Builds the net of `options.model` in element type `T` with its inputs fed.
-pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Result<Net<T>> {
-    let param = caffe_loss::prototxt::read_net(model, phase)?;
-    let context = BuildContext {
-        model_dir: model.parent().map(Path::to_path_buf),
-    };
+/// Builds the net of `model` in element type `T` and feeds every Input blob
+/// from the `BLOB=FILE.npy` arguments, each exactly once.
+pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Result<LoadedNet<T>> {
+    let mut loaded = load_model::<T>(model, phase)?;
+    let net = &mut loaded.net;
     let file = model.display().to_string();
-    let mut net = Net::<T>::new(&param, &file, &context)?;
     let mut fed = Vec::new();
     for arg in inputs {
         let (name, path) = super::split_pair(arg, "--input", "label=label.npy")?;
@@ -51,19 +48,17 @@ pub fn load_net<T: Element>(model: &Path, inputs: &[String], phase: Phase) -> Re
             missing.join(", ")
         )));
     }
-    Ok(net)
+    Ok(loaded)
 }
 
 /// Runs the `run` command.
 pub fn run<T: GpuElement>(options: &RunOptions) -> Result<()> {
-    let net = match device::select(options.device)? {
-        Device::Cuda(_) => caffe_loss::gpu_net::run_on_gpu::<T>(
-            options.model.as_path(),
-            &options.inputs,
-            options.phase,
-        )?,
+    let device = device::select(options.device)?;
+    let loaded = load_net::<T>(&options.model, &options.inputs, options.phase)?;
+    let net = match device {
+        Device::Cuda(_) => caffe_loss::gpu_net::run_on_gpu(loaded)?,
         Device::Cpu => {
-            let mut net = load_net::<T>(&options.model, &options.inputs, options.phase)?;
+            let mut net = loaded.net;
             net.forward()?;
             net.backward()?;
             net

@@ -7,8 +7,7 @@ use caffe_loss::caffe::Phase;
 use caffe_loss::check::fill_random_inputs;
 use caffe_loss::device::{self, Device, DeviceChoice};
 use caffe_loss::gpu::GpuElement;
-use caffe_loss::layers::BuildContext;
-use caffe_loss::net::Net;
+use caffe_loss::net::{load_model, Net};
 use caffe_loss::{Element, Error, Result};
 
 /// Runs the `time` command.
@@ -16,9 +15,12 @@ pub fn time<T: GpuElement>(model: &Path, iterations: usize, choice: DeviceChoice
     if iterations == 0 {
         return Err(Error::Usage("--iterations must be at least 1".to_string()));
     }
-    let rows = match device::select(choice)? {
-        Device::Cuda(_) => caffe_loss::gpu_net::time_on_gpu::<T>(model, iterations)?,
-        Device::Cpu => time_on_cpu::<T>(model, iterations)?,
+    let device = device::select(choice)?;
+    let mut loaded = load_model::<T>(model, Phase::Train)?;
+    fill_random_inputs(&mut loaded.net, &loaded.param)?;
+    let rows = match device {
+        Device::Cuda(_) => caffe_loss::gpu_net::time_on_gpu(loaded, iterations)?,
+        Device::Cpu => time_on_cpu(loaded.net, iterations)?,
     };
     for (name, forward, backward) in &rows {
         println!("{name:>16}\tforward: {forward:.5} ms.");
@@ -38,14 +40,7 @@ pub fn time<T: GpuElement>(model: &Path, iterations: usize, choice: DeviceChoice
 }
 
 /// Times each layer on the CPU: (layer name, forward ms, backward ms).
-fn time_on_cpu<T: Element>(model: &Path, iterations: usize) -> Result<Vec<(String, f64, f64)>> {
-    let param = caffe_loss::prototxt::read_net(model, Phase::Train)?;
-    let context = BuildContext {
-        model_dir: model.parent().map(Path::to_path_buf),
-    };
-    let mut net = Net::<T>::new(&param, &model.display().to_string(), &context)?;
-    fill_random_inputs(&mut net, &param)?;
-
+fn time_on_cpu<T: Element>(mut net: Net<T>, iterations: usize) -> Result<Vec<(String, f64, f64)>> {
     let layers = net.num_layers();
     let mut forward = vec![0.0f64; layers];
     let mut backward = vec![0.0f64; layers];
