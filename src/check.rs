@@ -75,7 +75,7 @@ pub enum LayerOutcome {
         /// Whether the layer passed.
         passed: bool,
     },
-    /// The layer could not be run; the message says why.
+    /// The layer could not be run, for the reason in the message.
     Failed(String),
 }
 
@@ -100,7 +100,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// Whether every checked layer passed.
+    /// Returns whether every checked layer passed.
     pub fn all_passed(&self) -> bool {
         self.rows.iter().all(|row| match &row.outcome {
             LayerOutcome::Checked { passed, .. } => *passed,

@@ -43,7 +43,7 @@ pub enum Error {
         line: usize,
         /// 1-based column of the error; a tab counts as one column.
         column: usize,
-        /// What is wrong, naming the unknown name where there is one.
+        /// Description of the problem, naming the unknown name where there is one.
         message: String,
     },
 
@@ -53,7 +53,7 @@ pub enum Error {
     Model {
         /// Model file, as given by the user.
         file: String,
-        /// What is wrong.
+        /// Description of the problem.
         message: String,
     },
 
@@ -64,7 +64,7 @@ pub enum Error {
         layer: String,
         /// Layer type, as in the prototxt.
         layer_type: String,
-        /// What is wrong, with the expected and actual values.
+        /// Description of the problem, with the expected and actual values.
         message: String,
     },
 
@@ -109,7 +109,7 @@ pub enum Error {
     File {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// Description of the problem.
         message: String,
     },
 
@@ -117,7 +117,7 @@ pub enum Error {
     #[error("cuda: {0}")]
     Device(String),
 
-    /// NVRTC rejected a kernel source; `log` holds its compile log.
+    /// A kernel source that NVRTC rejected, with NVRTC's compile log.
     #[error("nvrtc failed to compile {file} for {arch}:\n{log}")]
     KernelCompile {
         /// Kernel file name, as in `kernels/`.

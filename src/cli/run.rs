@@ -182,7 +182,8 @@ fn compare_expected<T: Element>(net: &Net<T>, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Longest file name most file systems accept, in bytes (`NAME_MAX` on Linux).
+/// Maximum file name length in bytes that most file systems accept
+/// (`NAME_MAX` on Linux).
 const MAX_FILE_NAME_BYTES: usize = 255;
 
 /// Returns the file that `run --out` writes blob `name` to, `name.npy` with

@@ -258,14 +258,14 @@ pub trait Layer<T: Element>: Send {
     /// Name, type and blob names of the layer.
     fn info(&self) -> &LayerInfo;
 
-    /// Whether the layer is a loss layer: its first top then has a loss
-    /// weight of 1 unless the prototxt gives loss weights.
+    /// Returns whether the layer is a loss layer. The first top of a loss
+    /// layer has a loss weight of 1 unless the prototxt sets loss weights.
     fn is_loss(&self) -> bool {
         false
     }
 
-    /// Whether a gradient may flow into bottom `index` (never for labels,
-    /// similarity flags or infogain matrices).
+    /// Returns whether a gradient may flow into bottom `index`. It never
+    /// does into labels, similarity flags or infogain matrices.
     fn allows_backward(&self, index: usize) -> bool;
 
     /// Checks the bottom shapes and returns the top shapes.
@@ -381,8 +381,8 @@ fn strsim_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// How a loss layer divides its summed loss, after Caffe's
-/// `LossParameter.normalization` and the deprecated `normalize`.
+/// Normalization mode of a loss layer: the divisor of its summed loss, from
+/// Caffe's `LossParameter.normalization` or the deprecated `normalize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Normalization {
     /// By the number of label positions, ignored ones included.
